@@ -1,0 +1,66 @@
+# The two commands every new user and CI rely on: `make demo` and `make test`.
+# Works on a fresh Debian machine with Python 3.11, make and apt: missing system packages
+# (python3-venv, libgomp1) are installed with apt-get when absent.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_HOME ?= $(CURDIR)/demo-home
+SHARED_DATA := $(abspath ../shared/data)
+
+# Real data sets for the data tests: found next to the checkout unless set by the caller.
+ifeq ($(origin FUNNELCAST_DATA_DIR), undefined)
+ifneq ($(wildcard $(SHARED_DATA)),)
+export FUNNELCAST_DATA_DIR := $(SHARED_DATA)
+endif
+endif
+export MLFLOW_DISABLE_TELEMETRY := true
+
+APT_GET = $(if $(filter 0,$(shell id -u)),,sudo) apt-get
+
+.PHONY: demo test lint typecheck pytest install system-deps lock clean
+
+demo: $(STAMP)
+	FUNNELCAST_HOME=$(DEMO_HOME) $(BIN)/funnelcast demo
+
+test: $(STAMP) lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest --durations=15
+
+install: $(STAMP)
+
+system-deps:
+	@if ! $(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1; then \
+		echo "installing python3-venv"; \
+		$(APT_GET) update -qq && $(APT_GET) install -y -qq python3-venv; \
+	fi
+	@if ! ldconfig -p 2>/dev/null | grep -q 'libgomp\.so\.1'; then \
+		echo "installing libgomp1 (OpenMP runtime used by LightGBM and scikit-learn)"; \
+		$(APT_GET) update -qq && $(APT_GET) install -y -qq libgomp1; \
+	fi
+
+$(BIN)/python: | system-deps
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --quiet --upgrade 'pip>=24'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+# Refresh constraints.txt after changing dependencies in pyproject.toml.
+lock: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^pip==' > constraints.txt
+
+clean:
+	rm -rf $(VENV) $(DEMO_HOME) .mypy_cache .ruff_cache .pytest_cache
