@@ -81,9 +81,10 @@ def apply_mapping(
     leads[SOURCE_LINE] = frame[SOURCE_LINE]
     for canonical, column in mapping.leads.columns.items():
         leads[canonical] = frame[column]
-    leads["outcome"] = _outcomes(mapping, frame, where)
+    unit = "line" if _is_csv(mapping.sources[spec.from_]) else "row"
+    leads["outcome"] = _outcomes(mapping, frame, where, unit)
     if spec.stage is not None:
-        leads["stage"] = _stages(spec.stage.column, spec.stage.values, frame, where)
+        leads["stage"] = _stages(spec.stage.column, spec.stage.values, frame, where, unit)
     if spec.amount is not None:
         leads["amount"] = _amounts(spec.amount.column, spec.amount.by_outcome, frame, leads)
     for column in [*spec.features, *spec.attributes]:
@@ -94,7 +95,6 @@ def apply_mapping(
         leads, report = _apply_rule(rule, leads)
         reports.append(report)
 
-    unit = "line" if _is_csv(mapping.sources[spec.from_]) else "row"
     canonical_leads = validate_leads(leads, where, dated=mapping.dated, unit=unit)
     events = _mapped_table(mapping, "stage_events", data_dir, reader)
     customers = _mapped_table(mapping, "customers", data_dir, reader)
@@ -260,7 +260,7 @@ def _check_declared(mapping: DatasetMapping, frame: pd.DataFrame, where: str) ->
         )
 
 
-def _outcomes(mapping: DatasetMapping, frame: pd.DataFrame, where: str) -> pd.Series:
+def _outcomes(mapping: DatasetMapping, frame: pd.DataFrame, where: str, unit: str) -> pd.Series:
     spec = mapping.leads.outcome
     raw = frame[spec.column]
     if spec.values is None:
@@ -281,11 +281,14 @@ def _outcomes(mapping: DatasetMapping, frame: pd.DataFrame, where: str) -> pd.Se
                     lines,
                 )
             ],
+            unit,
         )
     return mapped.astype(object)
 
 
-def _stages(column: str, values: dict[str, str], frame: pd.DataFrame, where: str) -> pd.Series:
+def _stages(
+    column: str, values: dict[str, str], frame: pd.DataFrame, where: str, unit: str
+) -> pd.Series:
     text = frame[column].astype("string").str.strip()
     mapped = text.map(values)
     unknown = text.notna() & mapped.isna()
@@ -299,6 +302,7 @@ def _stages(column: str, values: dict[str, str], frame: pd.DataFrame, where: str
                     frame.loc[unknown, SOURCE_LINE].tolist(),
                 )
             ],
+            unit,
         )
     return mapped.astype(object)
 
