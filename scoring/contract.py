@@ -51,7 +51,7 @@ class _Checker:
             return
         examples: list[object] = []
         if values is not None:
-            examples = list(dict.fromkeys(values[bad].astype(str).tolist()))[:3]
+            examples = list(dict.fromkeys(values[bad]))[:3]
         count = int(bad.sum())
         noun = "row" if count == 1 else "rows"
         self.problems.append(
@@ -65,9 +65,9 @@ class _Checker:
 def parse_datetimes(values: pd.Series, date_format: str | None = None) -> pd.Series:
     """Parse to naive datetimes; time-zone-aware values are converted to UTC first."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return values.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
+        return pd.Series(values.dt.tz_convert("UTC").dt.tz_localize(None), dtype="datetime64[ns]")
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        return values.astype("datetime64[ns]")
+        return pd.Series(values.astype("datetime64[ns]"))
     text = values.astype("string").str.strip()
     parsed = pd.to_datetime(text, format=date_format or "ISO8601", errors="coerce", utc=True)
     return parsed.dt.tz_localize(None).astype("datetime64[ns]")

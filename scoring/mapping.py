@@ -8,11 +8,10 @@ data reports how many rows or cells it touched; nothing is dropped silently.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from scoring.contract import (
@@ -86,7 +85,9 @@ def apply_mapping(
     if spec.stage is not None:
         leads["stage"] = _stages(spec.stage.column, spec.stage.values, frame, where, unit)
     if spec.amount is not None:
-        leads["amount"] = _amounts(spec.amount.column, spec.amount.by_outcome, frame, leads)
+        leads["amount"] = _amounts(
+            spec.amount.column, {str(k): v for k, v in spec.amount.by_outcome.items()}, frame, leads
+        )
     for column in [*spec.features, *spec.attributes]:
         if column not in leads.columns:
             leads[column] = frame[column]
@@ -264,7 +265,8 @@ def _outcomes(mapping: DatasetMapping, frame: pd.DataFrame, where: str, unit: st
     spec = mapping.leads.outcome
     raw = frame[spec.column]
     if spec.values is None:
-        return pd.Series(np.where(raw.notna(), spec.present, spec.missing), index=frame.index)
+        present, missing = str(spec.present), str(spec.missing)
+        return raw.notna().map({True: present, False: missing}).astype(object)
     text = raw.astype("string").str.strip()
     mapped = text.map(spec.values)
     unknown = raw.notna() & mapped.isna()
@@ -308,7 +310,7 @@ def _stages(
 
 
 def _amounts(
-    column: str | None, by_outcome: dict[str, str], frame: pd.DataFrame, leads: pd.DataFrame
+    column: str | None, by_outcome: Mapping[str, str], frame: pd.DataFrame, leads: pd.DataFrame
 ) -> pd.Series:
     amount = frame[column] if column else pd.Series(pd.NA, index=frame.index, dtype=object)
     amount = amount.astype(object)
@@ -344,7 +346,7 @@ def _parse_lead_dates(leads: pd.DataFrame, mapping: DatasetMapping, where: str) 
 
 
 def _apply_rule(rule: Rule, leads: pd.DataFrame) -> tuple[pd.DataFrame, RuleReport]:
-    ids = leads["lead_id"].astype(str) if "lead_id" in leads else leads.index.astype(str)
+    ids = leads["lead_id"].astype(str)
     if rule.drop_missing is not None:
         absent = [c for c in rule.drop_missing if c not in leads.columns]
         if absent:
@@ -359,7 +361,7 @@ def _apply_rule(rule: Rule, leads: pd.DataFrame) -> tuple[pd.DataFrame, RuleRepo
         name, action = "clamp_closed_before_created", "repaired"
     elif rule.drop_duplicate_ids is not None:
         keep = rule.drop_duplicate_ids
-        touched = ids.duplicated(keep=keep)
+        touched = pd.Series(ids.duplicated(keep=keep), index=leads.index)
         result = leads[~touched]
         name, action = f"drop_duplicate_ids (keep {keep})", "dropped"
     else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -61,12 +62,12 @@ def read_sql(url: str, *, table: str | None = None, query: str | None = None) ->
         ) from None
     try:
         with engine.connect() as connection:
-            statement: sa.Executable = (
+            statement: sa.Select[Any] | sa.TextClause = (
                 sa.select(sa.text("*")).select_from(sa.table(table))
                 if table
                 else sa.text(query or "")
             )
-            frame = pd.read_sql(statement, connection)
+            frame = pd.DataFrame(pd.read_sql(statement, connection))
     except sa.exc.SQLAlchemyError as error:
         message = str(getattr(error, "orig", error)).splitlines()[0]
         raise DataContractError(where, [Problem(f"cannot read: {message}")]) from None

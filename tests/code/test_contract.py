@@ -46,28 +46,59 @@ def test_good_file_loads_typed(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("rows", "header", "expected"),
     [
-        pytest.param(GOOD_ROWS, "lead_id,created_at,closed_at\n", ["missing required column",
-                     "outcome"], id="missing-column"),
-        pytest.param([*GOOD_ROWS, "L4,2026-02-30,open,,,x\n"], HEADER,
-                     ["created_at", "not a date", "line 5", "2026-02-30"], id="bad-date"),
-        pytest.param([*GOOD_ROWS, "L4,2026-03-10,won,2026-03-01,10,x\n"], HEADER,
-                     ["closed_at", "before created_at", "line 5"], id="closed-before-created"),
-        pytest.param([*GOOD_ROWS, "L4,2026-03-10,lost,,10,x\n"], HEADER,
-                     ["closed_at", "won or lost lead needs closed_at", "line 5"],
-                     id="closed-without-date"),
-        pytest.param([*GOOD_ROWS, "L2,2026-03-10,open,,10,x\n"], HEADER,
-                     ["lead_id", "duplicate", "lines 3, 5", "'L2'"], id="duplicate-id"),
-        pytest.param([*GOOD_ROWS, "L4,2026-03-10,maybe,,10,x\n"], HEADER,
-                     ["outcome", "must be one of won, lost, open", "line 5", "'maybe'"],
-                     id="unknown-outcome"),
-        pytest.param([*GOOD_ROWS, "L4,2026-03-10,open,,-5,x\n"], HEADER,
-                     ["amount", "negative amount", "line 5"], id="negative-amount"),
-        pytest.param([*GOOD_ROWS, "L4,2026-03-10,open,,lots,x\n"], HEADER,
-                     ["amount", "not a number", "line 5", "'lots'"], id="amount-not-number"),
+        pytest.param(
+            GOOD_ROWS,
+            "lead_id,created_at,closed_at\n",
+            ["missing required column", "outcome"],
+            id="missing-column",
+        ),
+        pytest.param(
+            [*GOOD_ROWS, "L4,2026-02-30,open,,,x\n"],
+            HEADER,
+            ["created_at", "not a date", "line 5", "2026-02-30"],
+            id="bad-date",
+        ),
+        pytest.param(
+            [*GOOD_ROWS, "L4,2026-03-10,won,2026-03-01,10,x\n"],
+            HEADER,
+            ["closed_at", "before created_at", "line 5"],
+            id="closed-before-created",
+        ),
+        pytest.param(
+            [*GOOD_ROWS, "L4,2026-03-10,lost,,10,x\n"],
+            HEADER,
+            ["closed_at", "won or lost lead needs closed_at", "line 5"],
+            id="closed-without-date",
+        ),
+        pytest.param(
+            [*GOOD_ROWS, "L2,2026-03-10,open,,10,x\n"],
+            HEADER,
+            ["lead_id", "duplicate", "lines 3, 5", "'L2'"],
+            id="duplicate-id",
+        ),
+        pytest.param(
+            [*GOOD_ROWS, "L4,2026-03-10,maybe,,10,x\n"],
+            HEADER,
+            ["outcome", "must be one of won, lost, open", "line 5", "'maybe'"],
+            id="unknown-outcome",
+        ),
+        pytest.param(
+            [*GOOD_ROWS, "L4,2026-03-10,open,,-5,x\n"],
+            HEADER,
+            ["amount", "negative amount", "line 5"],
+            id="negative-amount",
+        ),
+        pytest.param(
+            [*GOOD_ROWS, "L4,2026-03-10,open,,lots,x\n"],
+            HEADER,
+            ["amount", "not a number", "line 5", "'lots'"],
+            id="amount-not-number",
+        ),
     ],
 )
-def test_each_bad_input_is_named(tmp_path: Path, rows: list[str], header: str,
-                                 expected: list[str]) -> None:
+def test_each_bad_input_is_named(
+    tmp_path: Path, rows: list[str], header: str, expected: list[str]
+) -> None:
     path = write_leads(tmp_path, rows, header)
     message = contract_error(tmp_path)
     assert str(path) in message
@@ -136,8 +167,11 @@ def test_trailing_delimiter_column_is_dropped(tmp_path: Path) -> None:
 
 
 def test_attribute_types_are_inferred(tmp_path: Path) -> None:
-    write_leads(tmp_path, ["A,2026-01-01,open,,,3,true,x\n", "B,2026-01-02,open,,,,false,y\n"],
-                "lead_id,created_at,outcome,closed_at,amount,visits,demo,city\n")
+    write_leads(
+        tmp_path,
+        ["A,2026-01-01,open,,,3,true,x\n", "B,2026-01-02,open,,,,false,y\n"],
+        "lead_id,created_at,outcome,closed_at,amount,visits,demo,city\n",
+    )
     leads = read_canonical(tmp_path).leads
     assert leads["visits"].dtype == "float64" and leads["visits"].isna().tolist() == [False, True]
     assert leads["demo"].tolist() == [True, False]
@@ -145,11 +179,13 @@ def test_attribute_types_are_inferred(tmp_path: Path) -> None:
 
 
 def test_parquet_with_timezones_is_converted_to_utc(tmp_path: Path) -> None:
-    frame = pd.DataFrame({
-        "lead_id": ["A"],
-        "created_at": pd.to_datetime(["2026-01-01 10:00"]).tz_localize("Europe/Stockholm"),
-        "outcome": ["open"],
-    })
+    frame = pd.DataFrame(
+        {
+            "lead_id": ["A"],
+            "created_at": pd.to_datetime(["2026-01-01 10:00"]).tz_localize("Europe/Stockholm"),
+            "outcome": ["open"],
+        }
+    )
     frame.to_parquet(tmp_path / "leads.parquet")
     leads = read_canonical(tmp_path).leads
     assert leads.loc[0, "created_at"] == pd.Timestamp("2026-01-01 09:00")

@@ -62,7 +62,7 @@ def test_mapping_builds_canonical_leads_and_reports_rules(tmp_path: Path) -> Non
     assert list(leads.index) == ["D1", "D2", "D3", "D5"]
     assert leads["outcome"].tolist() == ["won", "lost", "open", "won"]
     assert leads["amount"].tolist() == [900.0, 1500.0, 1500.0, 400.0]
-    assert leads.loc["D5", "closed_at"] == leads.loc["D5", "created_at"]
+    assert leads.at["D5", "closed_at"] == pd.Timestamp("2026-01-09")
     assert "secret" not in leads.columns
     rules = {r.rule: (r.rows, r.action) for r in data.reports}
     assert rules["drop_missing created_at"] == (1, "dropped")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -16,51 +17,66 @@ from scoring.funnel import Funnel
 from scoring.store import FunnelStore, StoreConflictError
 
 
-def ns(values: list[str | None]) -> pd.DatetimeIndex:
-    return pd.to_datetime(values).astype("datetime64[ns]")
+def ns(values: list[str | None]) -> pd.Series:
+    return pd.Series(pd.to_datetime(pd.Series(values)), dtype="datetime64[ns]")
 
 
 def small_funnel(name: str = "fixture") -> Funnel:
-    leads = pd.DataFrame({
-        "lead_id": ["L1", "L2", "L3"],
-        "created_at": ns(["2026-01-05", "2026-01-06", "2026-01-07"]),
-        "outcome": ["won", "lost", "open"],
-        "closed_at": ns(["2026-02-01", "2026-01-20", None]),
-        "amount": [1200.0, None, 500.0],
-        "stage": ["won", "lost", "meeting"],
-        "owner": ["ana", "bo", None],
-        "account_id": ["A1", "A2", "A3"],
-        "industry": ["software", "retail", "software"],
-        "employees": [10, 200, 35],
-    })
-    events = pd.DataFrame({
-        "lead_id": ["L1", "L1", "L3", "L3"],
-        "stage": ["lead", "won", "lead", "meeting"],
-        "entered_at": ns(["2026-01-05", "2026-02-01", "2026-01-07", "2026-01-09"]),
-    })
-    customers = pd.DataFrame({
-        "account_id": ["A1"],
-        "started_at": ns(["2026-02-01"]),
-        "churned_at": ns([None]),
-        "value": [1200.0],
-        "plan": ["pro"],
-    })
-    return Funnel(leads=leads, stage_events=events, customers=customers,
-                  observed_until=pd.Timestamp("2026-02-10"), features=("industry", "employees"),
-                  name=name)
+    leads = pd.DataFrame(
+        {
+            "lead_id": ["L1", "L2", "L3"],
+            "created_at": ns(["2026-01-05", "2026-01-06", "2026-01-07"]),
+            "outcome": ["won", "lost", "open"],
+            "closed_at": ns(["2026-02-01", "2026-01-20", None]),
+            "amount": [1200.0, None, 500.0],
+            "stage": ["won", "lost", "meeting"],
+            "owner": ["ana", "bo", None],
+            "account_id": ["A1", "A2", "A3"],
+            "industry": ["software", "retail", "software"],
+            "employees": [10, 200, 35],
+        }
+    )
+    events = pd.DataFrame(
+        {
+            "lead_id": ["L1", "L1", "L3", "L3"],
+            "stage": ["lead", "won", "lead", "meeting"],
+            "entered_at": ns(["2026-01-05", "2026-02-01", "2026-01-07", "2026-01-09"]),
+        }
+    )
+    customers = pd.DataFrame(
+        {
+            "account_id": ["A1"],
+            "started_at": ns(["2026-02-01"]),
+            "churned_at": ns([None]),
+            "value": [1200.0],
+            "plan": ["pro"],
+        }
+    )
+    return Funnel(
+        leads=leads,
+        stage_events=events,
+        customers=customers,
+        observed_until=pd.Timestamp("2026-02-10"),
+        features=("industry", "employees"),
+        name=name,
+    )
 
 
 def snapshot(store: FunnelStore) -> dict[str, list[tuple[object, ...]]]:
     with store.engine.connect() as connection:
         return {
             table.name: sorted(tuple(row) for row in connection.execute(sa.select(table)))
-            for table in (store_schema.leads, store_schema.stage_events, store_schema.customers,
-                          store_schema.funnel_meta)
+            for table in (
+                store_schema.leads,
+                store_schema.stage_events,
+                store_schema.customers,
+                store_schema.funnel_meta,
+            )
         }
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> FunnelStore:
+def store(tmp_path: Path) -> Iterator[FunnelStore]:
     opened = FunnelStore.open(f"sqlite:///{tmp_path / 'funnel.db'}")
     yield opened
     opened.close()
@@ -71,6 +87,8 @@ def test_round_trip_keeps_every_value(store: FunnelStore) -> None:
     store.ingest(funnel, source="test")
     loaded = store.load()
     pd.testing.assert_frame_equal(loaded.leads, funnel.leads, check_dtype=False)
+    assert loaded.stage_events is not None and funnel.stage_events is not None
+    assert loaded.customers is not None and funnel.customers is not None
     pd.testing.assert_frame_equal(loaded.stage_events, funnel.stage_events, check_dtype=False)
     pd.testing.assert_frame_equal(loaded.customers, funnel.customers, check_dtype=False)
     assert loaded.observed_until == funnel.observed_until
@@ -92,9 +110,17 @@ def test_a_lead_that_moved_on_is_updated(store: FunnelStore) -> None:
     store.ingest(small_funnel(), source="test")
     funnel = small_funnel()
     leads = funnel.leads.copy()
-    leads.loc[2, ["outcome", "closed_at", "stage"]] = ["won", pd.Timestamp("2026-02-09"), "won"]
-    events = pd.concat([funnel.stage_events, pd.DataFrame({
-        "lead_id": ["L3"], "stage": ["won"], "entered_at": [pd.Timestamp("2026-02-09")]})])
+    leads.loc[2, "outcome"] = "won"
+    leads.loc[2, "stage"] = "won"
+    leads.loc[2, "closed_at"] = pd.Timestamp("2026-02-09")
+    events = pd.concat(
+        [
+            funnel.stage_events,
+            pd.DataFrame(
+                {"lead_id": ["L3"], "stage": ["won"], "entered_at": [pd.Timestamp("2026-02-09")]}
+            ),
+        ]
+    )
     summary = store.ingest(funnel.with_tables(leads=leads, stage_events=events), source="test")
     assert (summary.leads_new, summary.leads_updated, summary.leads_unchanged) == (0, 1, 2)
     assert summary.stage_events_new == 1
@@ -103,8 +129,9 @@ def test_a_lead_that_moved_on_is_updated(store: FunnelStore) -> None:
     assert loaded.loc["L3", "closed_at"] == pd.Timestamp("2026-02-09")
 
 
-def test_failed_ingest_leaves_the_store_as_it_was(store: FunnelStore,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_ingest_leaves_the_store_as_it_was(
+    store: FunnelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store.ingest(small_funnel(), source="test")
     before = snapshot(store)
     changed = small_funnel()

@@ -1,0 +1,257 @@
+"""The `funnelcast` command line."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal, ParamSpec, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from funnelcast.render import print_table, records_to_csv, records_to_json
+from scoring.contract import read_canonical
+from scoring.errors import FunnelcastInputError
+from scoring.kpis import KpiError, compute_kpis, kpi_records, overall_kpis
+from scoring.mapping import MappedData, apply_mapping
+from scoring.mapping_spec import load_mapping
+from scoring.settings import Settings
+from scoring.store import FunnelStore, IngestSummary
+from scoring.synthetic import generate_funnel, write_funnel
+
+app = typer.Typer(
+    name="funnelcast",
+    help="Self-hosted lead scoring and pipeline forecasting for B2B sales teams.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+EXIT_BAD_INPUT = 2
+EXIT_OTHER = 1
+
+
+def _friendly_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn errors a user can fix into a message and exit code 2; others into exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except (FunnelcastInputError, KpiError) as error:
+            err.print(f"[red]error:[/red] {error}", highlight=False, markup=True)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except ValidationError as error:  # settings from the environment
+            err.print(f"[red]configuration error:[/red] {error}", highlight=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as error:
+            if os.environ.get("FUNNELCAST_DEBUG"):
+                raise
+            err.print(f"[red]failed:[/red] {type(error).__name__}: {error}", highlight=False)
+            err.print("set FUNNELCAST_DEBUG=1 for the full traceback", style="dim")
+            raise typer.Exit(EXIT_OTHER) from None
+
+    return wrapper
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _open_store(settings: Settings) -> FunnelStore:
+    return FunnelStore.open(settings.store_url)
+
+
+def _parse_date(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        raise FunnelcastInputError(f"{option} {value!r} is not a date in YYYY-MM-DD") from None
+
+
+def _parse_segment(pairs: list[str] | None) -> dict[str, str]:
+    segment: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise FunnelcastInputError(f"--segment {pair!r} must look like key=value")
+        segment[key.strip()] = value.strip()
+    return segment
+
+
+@app.command()
+@_friendly_errors
+def generate(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the tables to.")],
+    leads: Annotated[int, typer.Option("--leads", min=1, help="Number of leads.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same bytes.")] = 0,
+    end: Annotated[str | None, typer.Option(help="Extraction date YYYY-MM-DD.")] = None,
+    file_format: Annotated[
+        Literal["parquet", "csv"], typer.Option("--format", help="Table file format.")
+    ] = "parquet",
+) -> None:
+    """Write a synthetic B2B funnel with known ground truth (truth.parquet)."""
+    funnel = generate_funnel(leads, seed=seed, end=_parse_date(end, "--end"))
+    paths = write_funnel(funnel, out_dir, file_format=file_format)
+    for path in paths:
+        out.print(f"wrote {path}")
+
+
+def _print_ingest(summary: IngestSummary, mapped: MappedData | None) -> None:
+    if mapped is not None:
+        out.print(
+            f"read {mapped.source_rows:,} source rows, "
+            f"{len(mapped.funnel.leads):,} leads after the mapping's rules"
+        )
+    for report in summary.rules:
+        out.print(f"  {report.line()}", highlight=False)
+    out.print(
+        f"leads: {summary.leads_new:,} new, {summary.leads_updated:,} updated, "
+        f"{summary.leads_unchanged:,} unchanged; stage events: {summary.stage_events_new:,} new; "
+        f"customers: {summary.customers_new:,} new, {summary.customers_updated:,} updated, "
+        f"{summary.customers_unchanged:,} unchanged"
+    )
+
+
+@app.command()
+@_friendly_errors
+def ingest(
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="Folder with the data files.")],
+    mapping: Annotated[
+        str | None,
+        typer.Option(help="Built-in mapping name (x_education, olist, maven) or a YAML file."),
+    ] = None,
+    replace: Annotated[bool, typer.Option(help="Empty the store first.")] = False,
+) -> None:
+    """Load a data set into the funnel store (canonical tables, or any export via --mapping)."""
+    settings = _settings()
+    mapped: MappedData | None = None
+    if mapping is None:
+        funnel = read_canonical(data_dir)
+        rules = []
+    else:
+        mapped = apply_mapping(load_mapping(mapping), data_dir)
+        funnel, rules = mapped.funnel, mapped.reports
+    store = _open_store(settings)
+    try:
+        summary = store.ingest(funnel, source=str(data_dir), rules=rules, replace=replace)
+    finally:
+        store.close()
+    _print_ingest(summary, mapped)
+
+
+@app.command()
+@_friendly_errors
+def kpis(
+    freq: Annotated[Literal["week", "month", "quarter"], typer.Option(help="Period length.")] = (
+        "month"
+    ),
+    from_: Annotated[str | None, typer.Option("--from", help="First date YYYY-MM-DD.")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Last date YYYY-MM-DD.")] = None,
+    segment: Annotated[
+        list[str] | None, typer.Option(help="Filter key=value (repeatable), e.g. region=Nordics.")
+    ] = None,
+    output_format: Annotated[
+        Literal["table", "csv", "json"], typer.Option("--format", help="Output format.")
+    ] = "table",
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write to a file.")] = None,
+) -> None:
+    """Funnel KPIs per period from the store (DESIGN §2)."""
+    settings = _settings()
+    store = _open_store(settings)
+    try:
+        funnel = store.load()
+    finally:
+        store.close()
+    filters = _parse_segment(segment)
+    if funnel.dated:
+        frame = compute_kpis(
+            funnel, freq, _parse_date(from_, "--from"), _parse_date(to, "--to"), filters
+        )
+        title = f"{funnel.name}: KPIs per {freq}"
+    else:
+        err.print(
+            "this data set has no dates: showing one overall row; per-period and "
+            "time-based KPIs need dated data"
+        )
+        frame = overall_kpis(funnel, filters)
+        title = f"{funnel.name}: KPIs over all data"
+    records = kpi_records(frame)
+    columns = [str(c) for c in frame.columns]
+    _emit(records, columns, output_format, out_file, title)
+
+
+def _emit(
+    records: list[dict[str, Any]],
+    columns: list[str],
+    output_format: str,
+    out_file: Path | None,
+    title: str,
+) -> None:
+    if output_format == "table":
+        console = Console(file=out_file.open("w"), width=250) if out_file else Console(width=250)
+        print_table(records, columns, title, console)
+        return
+    text = records_to_csv(records, columns) if output_format == "csv" else records_to_json(records)
+    if out_file:
+        out_file.write_text(text, encoding="utf-8")
+        err.print(f"wrote {out_file}")
+    else:
+        sys.stdout.write(text)
+
+
+@app.command()
+@_friendly_errors
+def demo(
+    leads: Annotated[int, typer.Option(help="Synthetic leads to generate.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    months: Annotated[int, typer.Option(help="Months of KPIs to print.")] = 12,
+) -> None:
+    """The main job on the embedded default: synthetic funnel → store → monthly KPIs."""
+    settings = _settings()
+    data_dir = settings.home / "demo-data"
+    out.rule("1. generate a synthetic funnel")
+    funnel = generate_funnel(leads, seed=seed)
+    for path in write_funnel(funnel, data_dir):
+        out.print(f"wrote {path}")
+    out.rule(f"2. ingest into the funnel store ({settings.store_url})")
+    canonical = read_canonical(data_dir)
+    store = _open_store(settings)
+    try:
+        summary = store.ingest(canonical, source=str(data_dir), replace=True)
+        stored = store.load()
+    finally:
+        store.close()
+    _print_ingest(summary, None)
+    out.rule(f"3. monthly KPIs, last {months} months")
+    frame = compute_kpis(stored, "month").tail(months)
+    core = [c for c in frame.columns if not str(c).startswith("stage_conversion.")]
+    print_table(
+        kpi_records(frame[core]),
+        [str(c) for c in core],
+        "synthetic funnel: KPIs per month",
+        Console(width=250),
+    )
+    out.print(
+        "conversion_mature=false marks cohorts younger than the horizon: their rate is "
+        "the rate so far.",
+        style="dim",
+    )
+
+
+def main() -> None:
+    app()
