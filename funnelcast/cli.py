@@ -136,12 +136,15 @@ def ingest(
         typer.Option(help="Built-in mapping name (x_education, olist, maven) or a YAML file."),
     ] = None,
     replace: Annotated[bool, typer.Option(help="Empty the store first.")] = False,
+    dated: Annotated[
+        bool, typer.Option("--dated/--undated", help="Canonical tables without dates: --undated.")
+    ] = True,
 ) -> None:
     """Load a data set into the funnel store (canonical tables, or any export via --mapping)."""
     settings = _settings()
     mapped: MappedData | None = None
     if mapping is None:
-        funnel = read_canonical(data_dir)
+        funnel = read_canonical(data_dir, dated=dated)
         rules = []
     else:
         mapped = apply_mapping(load_mapping(mapping), data_dir)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from scoring.errors import DataContractError, Problem
 from scoring.funnel import (
@@ -62,6 +64,15 @@ class _Checker:
         self.problems.append(problem)
 
 
+def is_member(values: pd.Series, universe: pd.Series) -> np.ndarray:
+    """`values.isin(universe)` for large text columns: pandas' isin on Arrow strings is slow."""
+    found = pc.is_in(
+        pa.array(values.astype(object).to_numpy(), type=pa.string(), from_pandas=True),
+        value_set=pa.array(universe.astype(object).to_numpy(), type=pa.string(), from_pandas=True),
+    )
+    return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
+
+
 def parse_datetimes(values: pd.Series, date_format: str | None = None) -> pd.Series:
     """Parse to naive datetimes; time-zone-aware values are converted to UTC first."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
@@ -81,6 +92,22 @@ def _parse_dates(
     fmt = date_format or "ISO 8601 (YYYY-MM-DD or YYYY-MM-DD HH:MM:SS)"
     check.flag(original.notna() & parsed.isna(), column, f"not a date in {fmt}", original)
     return parsed
+
+
+def _optional_dates(
+    check: _Checker, raw: pd.DataFrame, column: str, date_format: str | None
+) -> pd.Series:
+    if column in raw:
+        return _parse_dates(check, raw, column, date_format)
+    return pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns]")
+
+
+def _unique_key(check: _Checker, raw: pd.DataFrame, column: str) -> pd.Series:
+    """An identifier column that must be present and unique."""
+    key = _identifier(raw[column])
+    check.flag(key.isna(), column, f"{column} is missing")
+    check.flag(key.notna() & key.duplicated(keep=False), column, f"duplicate {column}", key)
+    return key
 
 
 def _parse_numbers(check: _Checker, frame: pd.DataFrame, column: str) -> pd.Series:
@@ -103,9 +130,14 @@ def _infer_attribute(values: pd.Series) -> pd.Series:
     present = values.dropna()
     if present.empty:
         return values.astype("float64")
-    lowered = present.astype(str).str.strip().str.lower()
-    if lowered.isin(_BOOLEAN_TEXT).all():
+    lowered = present.head(1000).astype(str).str.strip().str.lower()
+    if lowered.isin(_BOOLEAN_TEXT).all() and (
+        present.astype(str).str.strip().str.lower().isin(_BOOLEAN_TEXT).all()
+    ):
         return values.map(lambda v: pd.NA if pd.isna(v) else str(v).strip().lower() in _TRUE)
+    # A sample rules out text columns cheaply before converting a million values.
+    if pd.to_numeric(present.head(1000), errors="coerce").isna().any():
+        return values.astype("string").astype(object).where(values.notna(), None)
     numbers = pd.to_numeric(present, errors="coerce")
     if numbers.notna().all():
         return pd.to_numeric(values, errors="coerce").astype("float64")
@@ -141,10 +173,7 @@ def validate_leads(
         raise DataContractError(source, [Problem("the table has a header but no leads")], unit)
     check = _Checker(raw)
     leads = pd.DataFrame(index=raw.index)
-    leads["lead_id"] = _identifier(raw["lead_id"])
-    check.flag(leads["lead_id"].isna(), "lead_id", "lead_id is missing")
-    duplicated = leads["lead_id"].notna() & leads["lead_id"].duplicated(keep=False)
-    check.flag(duplicated, "lead_id", "duplicate lead_id", leads["lead_id"])
+    leads["lead_id"] = _unique_key(check, raw, "lead_id")
 
     outcome = raw["outcome"].astype("string").str.strip().str.lower()
     check.flag(
@@ -156,10 +185,7 @@ def validate_leads(
     leads["outcome"] = outcome.astype(object)
 
     for column in ("created_at", "closed_at"):
-        if column in raw:
-            leads[column] = _parse_dates(check, raw, column, date_format)
-        else:
-            leads[column] = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns]")
+        leads[column] = _optional_dates(check, raw, column, date_format)
     leads["amount"] = (
         _parse_numbers(check, raw, "amount")
         if "amount" in raw
@@ -170,7 +196,8 @@ def validate_leads(
     for column in ("stage", "owner", "account_id"):
         values = _identifier(raw[column]) if column in raw else pd.Series(pd.NA, index=raw.index)
         leads[column] = values.astype(object).where(values.notna(), None)
-    leads["stage"] = leads["stage"].map(lambda s: s.lower() if isinstance(s, str) else None)
+    stage = leads["stage"].astype("string").str.lower()
+    leads["stage"] = stage.astype(object).where(stage.notna(), None)
     leads = leads[list(LEAD_COLUMNS)]
 
     if dated:
@@ -221,9 +248,8 @@ def validate_stage_events(
     events["entered_at"] = _parse_dates(check, raw, "entered_at", date_format)
     check.flag(raw["entered_at"].isna(), "entered_at", "entered_at is missing")
     check.flag(events["lead_id"].isna(), "lead_id", "lead_id is missing")
-    known = set(lead_ids.astype(str))
     check.flag(
-        events["lead_id"].notna() & ~events["lead_id"].isin(known),
+        events["lead_id"].notna() & ~is_member(events["lead_id"], lead_ids),
         "lead_id",
         "stage event for a lead that is not in the leads table",
         events["lead_id"],
@@ -257,15 +283,9 @@ def validate_customers(
         raise DataContractError(source, [missing], unit)
     check = _Checker(raw)
     customers = pd.DataFrame(index=raw.index)
-    customers["account_id"] = _identifier(raw["account_id"])
-    check.flag(customers["account_id"].isna(), "account_id", "account_id is missing")
-    duplicated = customers["account_id"].notna() & customers["account_id"].duplicated(keep=False)
-    check.flag(duplicated, "account_id", "duplicate account_id", customers["account_id"])
+    customers["account_id"] = _unique_key(check, raw, "account_id")
     for column in ("started_at", "churned_at"):
-        if column in raw:
-            customers[column] = _parse_dates(check, raw, column, date_format)
-        else:
-            customers[column] = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns]")
+        customers[column] = _optional_dates(check, raw, column, date_format)
     if dated:
         check.flag(raw["started_at"].isna(), "started_at", "started_at is missing")
     check.flag(

@@ -8,7 +8,6 @@ nothing; any failure rolls the store back to exactly what it was.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import io
 import json
 from collections.abc import Iterator, Sequence
@@ -17,16 +16,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
 from scoring import store_schema as schema
+from scoring.contract import is_member
 from scoring.errors import FunnelcastInputError
 from scoring.funnel import CUSTOMER_COLUMNS, DEFAULT_HORIZON_DAYS, LEAD_COLUMNS, Funnel
 from scoring.mapping import RuleReport
+from scoring.store_rows import insert_rows, read_rows, update_rows
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _LEAD_FIELDS = [c for c in LEAD_COLUMNS if c != "lead_id"]
@@ -148,9 +148,14 @@ class FunnelStore:
                     connection.execute(table.delete())
             meta = {r.key: r.value for r in connection.execute(sa.select(schema.funnel_meta))}
             self._check_fits(meta, funnel)
-            self._upsert(connection, schema.leads, "lead_id", _lead_rows(funnel), summary, "leads")
+            lead_rows = _lead_rows(funnel)
+            written = self._upsert(connection, schema.leads, "lead_id", lead_rows, summary, "leads")
             if funnel.stage_events is not None:
-                summary.stage_events_new = _insert_new_events(connection, funnel.stage_events)
+                # A lead's row hash covers its events, so only written leads can have new ones.
+                touched = lead_rows.loc[written.to_numpy(), "lead_id"]
+                summary.stage_events_new = _insert_new_events(
+                    connection, funnel.stage_events, touched
+                )
             if funnel.customers is not None:
                 self._upsert(
                     connection,
@@ -192,22 +197,26 @@ class FunnelStore:
         incoming: pd.DataFrame,
         summary: IngestSummary,
         prefix: str,
-    ) -> None:
-        existing = dict(connection.execute(sa.select(table.c[key], table.c.row_hash)).all())
-        stored_hash = incoming[key].map(existing)
-        is_new = stored_hash.isna()
-        is_changed = ~is_new & (stored_hash != incoming["row_hash"])
-        for rows in _batches(incoming[is_new]):
-            connection.execute(table.insert(), rows)
-        changed = incoming[is_changed].rename(columns={key: f"b_{key}"})
-        update = table.update().where(table.c[key] == sa.bindparam(f"b_{key}"))
-        for rows in _batches(changed):
-            connection.execute(update, rows)
+    ) -> pd.Series:
+        """Insert new rows, update changed ones; return which incoming rows were written."""
+        existing = read_rows(connection, table, [key, "row_hash"])
+        stored = (
+            incoming[[key]]
+            .merge(existing.rename(columns={"row_hash": "stored_hash"}), on=key, how="left")[
+                "stored_hash"
+            ]
+            .to_numpy()
+        )
+        is_new = pd.isna(stored)
+        is_changed = ~is_new & (stored != incoming["row_hash"].to_numpy())
+        insert_rows(connection, table, incoming[is_new])
+        update_rows(connection, table, key, incoming[is_changed])
         setattr(summary, f"{prefix}_new", int(is_new.sum()))
         setattr(summary, f"{prefix}_updated", int(is_changed.sum()))
         setattr(
             summary, f"{prefix}_unchanged", int(len(incoming) - is_new.sum() - is_changed.sum())
         )
+        return pd.Series(is_new | is_changed, index=incoming.index)
 
     # -- load -------------------------------------------------------------------------------
 
@@ -227,11 +236,15 @@ class FunnelStore:
                 ("created_at", "closed_at"),
                 meta.get("attributes"),
             )
-            events = pd.read_sql(sa.select(schema.stage_events), connection)
+            events = read_rows(
+                connection,
+                schema.stage_events,
+                ["lead_id", "stage", "entered_at"],
+                dates=["entered_at"],
+            )
             customers = _read_with_attributes(
                 connection, schema.customers, CUSTOMER_COLUMNS, ("started_at", "churned_at"), None
             )
-        events["entered_at"] = pd.to_datetime(events["entered_at"]).astype("datetime64[ns]")
         observed = meta.get("observed_until")
         return Funnel(
             leads=leads,
@@ -246,30 +259,6 @@ class FunnelStore:
         )
 
 
-def _batches(frame: pd.DataFrame) -> Iterator[list[dict[str, Any]]]:
-    for start in range(0, len(frame), _BATCH):
-        chunk = frame.iloc[start : start + _BATCH]
-        yield _records(chunk)
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as dicts with None for missing values and plain Python datetimes/numbers."""
-    columns: dict[str, list[Any]] = {}
-    for column in frame.columns:
-        values = frame[column]
-        if pd.api.types.is_datetime64_any_dtype(values.dtype):
-            columns[column] = [None if pd.isna(v) else v.to_pydatetime() for v in values]
-        elif pd.api.types.is_float_dtype(values.dtype):
-            columns[column] = [None if np.isnan(v) else float(v) for v in values.to_numpy()]
-        else:
-            columns[column] = [
-                None if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else v
-                for v in values.tolist()
-            ]
-    keys = list(columns)
-    return [dict(zip(keys, row, strict=True)) for row in zip(*columns.values(), strict=True)]
-
-
 def _attributes_json(frame: pd.DataFrame) -> list[str]:
     if frame.shape[1] == 0:
         return ["{}"] * len(frame)
@@ -281,15 +270,23 @@ def _attributes_json(frame: pd.DataFrame) -> list[str]:
 
 
 def _with_hash(rows: pd.DataFrame, fields: Sequence[str]) -> pd.DataFrame:
-    def as_text(column: str) -> pd.Series:
-        return rows[column].astype("string").fillna("\x00")
-
-    text = as_text(fields[0])
-    for column in fields[1:]:
-        text = text.str.cat(as_text(column), sep="\x1f")
-    rows["row_hash"] = [hashlib.md5(t.encode(), usedforsecurity=False).hexdigest() for t in text]
+    """Add a content hash (64 bits, vectorised) so a re-ingest can skip unchanged rows."""
+    hashes = pd.util.hash_pandas_object(rows[list(fields)], index=False).to_numpy()
+    rows["row_hash"] = [f"{h:016x}" for h in hashes.tolist()]
     rows["updated_at"] = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     return rows
+
+
+def _event_digest(events: pd.DataFrame | None, lead_ids: pd.Series) -> pd.Series:
+    """Per lead, an order-free digest of its stage events ("" when it has none)."""
+    if events is None or events.empty:
+        return pd.Series("", index=lead_ids.index)
+    hashes = pd.util.hash_pandas_object(events[["lead_id", "stage", "entered_at"]], index=False)
+    per_lead = hashes.groupby(events["lead_id"].to_numpy()).sum()  # wraps around: fine for a digest
+    digest = lead_ids.to_frame("lead_id").merge(
+        per_lead.rename("digest").astype(str), left_on="lead_id", right_index=True, how="left"
+    )["digest"]
+    return pd.Series(digest.fillna("").to_numpy(), index=lead_ids.index)
 
 
 def _lead_rows(funnel: Funnel) -> pd.DataFrame:
@@ -298,7 +295,9 @@ def _lead_rows(funnel: Funnel) -> pd.DataFrame:
     for column in _LEAD_FIELDS:
         rows[column] = leads.get(column)
     rows["attributes"] = _attributes_json(leads[funnel.attribute_columns])
-    return _with_hash(rows, ["lead_id", *_LEAD_FIELDS, "attributes"])
+    rows["events"] = _event_digest(funnel.stage_events, rows["lead_id"])
+    rows = _with_hash(rows, ["lead_id", *_LEAD_FIELDS, "attributes", "events"])
+    return rows.drop(columns="events")
 
 
 def _customer_rows(customers: pd.DataFrame) -> pd.DataFrame:
@@ -310,16 +309,24 @@ def _customer_rows(customers: pd.DataFrame) -> pd.DataFrame:
     return _with_hash(rows, ["account_id", *_CUSTOMER_FIELDS, "attributes"])
 
 
-def _insert_new_events(connection: sa.Connection, events: pd.DataFrame) -> int:
-    existing = pd.read_sql(sa.select(schema.stage_events), connection)
+def _insert_new_events(connection: sa.Connection, events: pd.DataFrame, lead_ids: pd.Series) -> int:
+    """Insert the events of these leads that the store does not have yet."""
+    events = events[is_member(events["lead_id"], lead_ids)][["lead_id", "stage", "entered_at"]]
+    if events.empty:
+        return 0
+    existing = read_rows(
+        connection,
+        schema.stage_events,
+        ["lead_id", "stage", "entered_at"],
+        dates=["entered_at"],
+        where_in=("lead_id", list(events["lead_id"].unique())),
+    )
     if not existing.empty:
-        existing["entered_at"] = pd.to_datetime(existing["entered_at"]).astype("datetime64[ns]")
         merged = events.merge(
             existing, how="left", indicator=True, on=["lead_id", "stage", "entered_at"]
         )
         events = events[(merged["_merge"] == "left_only").to_numpy()]
-    for rows in _batches(events[["lead_id", "stage", "entered_at"]]):
-        connection.execute(schema.stage_events.insert(), rows)
+    insert_rows(connection, schema.stage_events, events)
     return len(events)
 
 
@@ -353,11 +360,12 @@ def _read_with_attributes(
     dates: Sequence[str],
     order: Sequence[str] | None,
 ) -> pd.DataFrame:
-    base = pd.read_sql(sa.select(*[table.c[c] for c in canonical], table.c.attributes), connection)
-    for column in dates:
-        base[column] = pd.to_datetime(base[column]).astype("datetime64[ns]")
+    base = read_rows(connection, table, [*canonical, "attributes"], dates=dates)
     money = "amount" if "amount" in base else "value"
-    base[money] = base[money].astype("float64")
+    base[money] = pd.to_numeric(base[money]).astype("float64")
+    for column in canonical:
+        if column not in dates and column != money:
+            base[column] = base[column].astype(object).where(base[column].notna(), None)
     text = base.pop("attributes")
     if base.empty or (text == "{}").all():
         return base

@@ -30,7 +30,7 @@ def small_funnel(name: str = "fixture") -> Funnel:
             "closed_at": ns(["2026-02-01", "2026-01-20", None]),
             "amount": [1200.0, None, 500.0],
             "stage": ["won", "lost", "meeting"],
-            "owner": ["ana", "bo", None],
+            "owner": pd.Series(["ana", "bo", None], dtype=object),
             "account_id": ["A1", "A2", "A3"],
             "industry": ["software", "retail", "software"],
             "employees": [10, 200, 35],
@@ -127,6 +127,24 @@ def test_a_lead_that_moved_on_is_updated(store: FunnelStore) -> None:
     loaded = store.load().leads.set_index("lead_id")
     assert loaded.loc["L3", "outcome"] == "won"
     assert loaded.loc["L3", "closed_at"] == pd.Timestamp("2026-02-09")
+
+
+def test_a_new_stage_event_alone_is_picked_up(store: FunnelStore) -> None:
+    store.ingest(small_funnel(), source="test")
+    funnel = small_funnel()
+    assert funnel.stage_events is not None
+    events = pd.concat(
+        [
+            funnel.stage_events,
+            pd.DataFrame(
+                {"lead_id": ["L3"], "stage": ["proposal"], "entered_at": ns(["2026-02-05"])}
+            ),
+        ]
+    )
+    summary = store.ingest(funnel.with_tables(stage_events=events), source="test")
+    assert summary.stage_events_new == 1
+    loaded = store.load().stage_events
+    assert loaded is not None and len(loaded) == 5
 
 
 def test_failed_ingest_leaves_the_store_as_it_was(
