@@ -43,8 +43,9 @@ KPIs of one period P (a "won deal of P" is a lead with outcome `won` and `closed
   the denominator is 0.
 
 Amount KPIs (`avg_deal_size`, `median_deal_size`, `won_revenue`, `pipeline_value`) are null when
-the leads have no `amount` column: unknown is not zero. Leads without `created_at` are in no
-cohort; closed leads without `closed_at` are in no close period.
+the data set has no amounts (no `amount` column, or no lead with one): unknown is not zero.
+Leads without `created_at` are in no cohort; closed leads without `closed_at` are in no close
+period.
 
 Segment filter: equality on lead columns, keys ANDed. Values arrive as text, so a column value
 matches when its text equals the value; numbers compare as numbers (3.0 matches "3" and "3.0"),
@@ -168,12 +169,13 @@ class _Leads:
 
         outcome = leads["outcome"]
         won = outcome.eq("won").to_numpy(dtype=bool, na_value=False)
-        has_amount = "amount" in leads.columns
         amount = (
             pd.to_numeric(leads["amount"], errors="coerce").to_numpy(np.float64, na_value=np.nan)
-            if has_amount
+            if "amount" in leads.columns
             else np.full(count, np.nan)
         )
+        # The store always has the column; a data set without amounts has it all empty.
+        has_amount = bool((~np.isnan(amount)).any())
         every = cls(
             created=times("created_at"),
             closed=times("closed_at"),

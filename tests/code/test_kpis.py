@@ -522,6 +522,11 @@ def test_undated_funnel_only_has_the_overall_row() -> None:
     assert web["lead_count"] == 3 and web["conversion_rate"] == pytest.approx(2 / 3)
     # Without an amount column the amount KPIs are unknown, not zero.
     (bare,) = kpi_records(overall_kpis(_undated_funnel(amounts=False)))
+    # The same when the column exists but is empty, as it does after a round trip via the store.
+    empty = _undated_funnel(amounts=False)
+    empty = empty.with_tables(leads=empty.leads.assign(amount=math.nan))
+    (empty_row,) = kpi_records(overall_kpis(empty))
+    assert empty_row["won_revenue"] is None and empty_row["avg_deal_size"] is None
     assert bare["won_revenue"] is None and bare["avg_deal_size"] is None
     assert bare["won_deals"] == 2
 

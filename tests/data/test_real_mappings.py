@@ -16,6 +16,8 @@ from funnelcast.cli import app
 from scoring.mapping import MappedData, apply_mapping
 from scoring.mapping_spec import load_mapping
 
+pytestmark = pytest.mark.realdata
+
 FOLDERS = {
     "maven": "maven_crm_sales_opportunities",
     "olist": "olist_marketing_funnel",
