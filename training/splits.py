@@ -59,13 +59,18 @@ class Split:
         return "stratified random split (the data has no dates)"
 
 
-def split_labelled(labelled: pd.DataFrame, dated: bool, test_fraction: float = 0.2,
-                   seed: int = 0) -> Split:
+def split_labelled(
+    labelled: pd.DataFrame, dated: bool, test_fraction: float = 0.2, seed: int = 0
+) -> Split:
     """Split settled leads: the last `test_fraction` by creation time, or stratified at random."""
     positions = np.arange(len(labelled))
     if not dated:
-        train, test = train_test_split(positions, test_size=test_fraction, random_state=seed,
-                                       stratify=labelled["label"].to_numpy())
+        train, test = train_test_split(
+            positions,
+            test_size=test_fraction,
+            random_state=seed,
+            stratify=labelled["label"].to_numpy(),
+        )
         return Split(np.sort(train), np.sort(test), "stratified-random")
     created = labelled["created_at"].to_numpy()
     validation_date = pd.Timestamp(np.quantile(created.astype("int64"), 1 - test_fraction))
