@@ -63,6 +63,6 @@ class Funnel:
         """Lead columns that are not part of the canonical schema."""
         return [c for c in self.leads.columns if c not in LEAD_COLUMNS]
 
-    def with_tables(self, **tables: pd.DataFrame | None) -> Funnel:
-        """A copy with some tables replaced (for example, filtered to a segment)."""
-        return replace(self, **tables)  # type: ignore[arg-type]
+    def with_tables(self, **changes: object) -> Funnel:
+        """A copy with some tables (or other fields) replaced, e.g. filtered to a segment."""
+        return replace(self, **changes)  # type: ignore[arg-type]
