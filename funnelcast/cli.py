@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -10,17 +11,22 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, ParamSpec, TypeVar
 
+import pandas as pd
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from funnelcast import code_version
 from funnelcast.render import print_table, records_to_csv, records_to_json
 from scoring.contract import read_canonical
 from scoring.errors import FunnelcastInputError
+from scoring.funnel import Funnel
 from scoring.kpis import KpiError, compute_kpis, kpi_records, overall_kpis
 from scoring.mapping import MappedData, apply_mapping
 from scoring.mapping_spec import load_mapping
+from scoring.registry import ModelReference
 from scoring.settings import Settings
+from scoring.snapshot import funnel_as_of
 from scoring.store import FunnelStore, IngestSummary
 from scoring.synthetic import generate_funnel, write_funnel
 
@@ -215,6 +221,129 @@ def _emit(
         err.print(f"wrote {out_file}")
     else:
         sys.stdout.write(text)
+
+
+def _load_funnel(settings: Settings, mapping: str | None, data_dir: Path | None) -> Funnel:
+    """The funnel from `--mapping` + `--data-dir`, or else from the store."""
+    if mapping is not None or data_dir is not None:
+        if mapping is None or data_dir is None:
+            raise FunnelcastInputError("--mapping and --data-dir go together")
+        return apply_mapping(load_mapping(mapping), data_dir).funnel
+    store = _open_store(settings)
+    try:
+        return store.load()
+    finally:
+        store.close()
+
+
+MappingOption = Annotated[
+    str | None, typer.Option(help="Read a data set through this mapping instead of the store.")
+]
+DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="With --mapping.")]
+EXIT_GATE_REFUSED = 3
+
+
+@app.command()
+@_friendly_errors
+def train(
+    models: Annotated[
+        str | None, typer.Option(help="Comma-separated models (default: all of DESIGN §4).")
+    ] = None,
+    cutoff: Annotated[
+        str | None, typer.Option(help="Train on the funnel as it stood at this date.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    tune: Annotated[bool, typer.Option(help="Time-budgeted hyper-parameter search.")] = False,
+    promote: Annotated[bool, typer.Option(help="Run the gate and move champion.")] = False,
+    mapping: MappingOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Fit, evaluate, log and register the models; with --promote, run the quality gate."""
+    from funnelcast.training_report import print_training_report
+    from training.pipeline import parse_model_names, train_models
+    from training.tracking import configure as configure_tracking
+
+    settings = _settings()
+    names = parse_model_names(models)
+    funnel = _load_funnel(settings, mapping, data_dir)
+    tags = {"code_version": code_version()}
+    if cutoff is not None:
+        day = _parse_date(cutoff, "--cutoff")
+        end_of_day = pd.Timestamp(str(day)) + pd.Timedelta(days=1) - pd.Timedelta(1)
+        funnel = funnel_as_of(funnel, end_of_day)
+        tags["cutoff"] = cutoff
+    configure_tracking(settings)
+    outcomes = train_models(funnel, names, seed=seed, tune=tune, promote=promote, extra_tags=tags)
+    print_training_report(outcomes, out)
+
+
+@app.command()
+@_friendly_errors
+def evaluate(
+    model: Annotated[str, typer.Argument(help="NAME, NAME@alias or NAME/version.")],
+    output_format: Annotated[
+        Literal["table", "json"], typer.Option("--format", help="Output format.")
+    ] = "table",
+    seed: Annotated[int, typer.Option(help="Seed of the evaluation split (undated data).")] = 0,
+    mapping: MappingOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Evaluate a registered model on the store's data (or a mapped data set)."""
+    from funnelcast.training_report import print_evaluation
+    from training.pipeline import evaluate_reference
+    from training.tracking import configure as configure_tracking
+
+    settings = _settings()
+    reference = ModelReference.parse(model)
+    funnel = _load_funnel(settings, mapping, data_dir)
+    configure_tracking(settings)
+    version, evaluation = evaluate_reference(reference, funnel, seed=seed)
+    report = {
+        "model": reference.name,
+        "version": version,
+        "split": evaluation.split,
+        "metrics": evaluation.metrics,
+        "baselines": evaluation.baselines,
+    }
+    if output_format == "json":
+        sys.stdout.write(json.dumps(report, indent=2, default=float) + "\n")
+    else:
+        print_evaluation(report, out)
+
+
+@app.command()
+@_friendly_errors
+def promote(
+    model: Annotated[str, typer.Argument(help="NAME/version of the candidate.")],
+    force: Annotated[bool, typer.Option(help="Promote even if the gate refuses.")] = False,
+    reason: Annotated[str | None, typer.Option(help="Why, with --force (recorded).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the evaluation split (undated data).")] = 0,
+    mapping: MappingOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """The quality gate: move `champion` to a version only if it is not worse (exit 3 if not)."""
+    from training.pipeline import gate, set_champion
+    from training.tracking import configure as configure_tracking
+
+    reference = ModelReference.parse(model)
+    if reference.version is None:
+        raise FunnelcastInputError("promote takes NAME/version, e.g. lead-conversion/4")
+    if force and not reason:
+        raise FunnelcastInputError("--force needs --reason TEXT, recorded with the version")
+    settings = _settings()
+    funnel = _load_funnel(settings, mapping, data_dir)
+    configure_tracking(settings)
+    decision = gate(reference.name, reference.version, funnel, seed=seed)
+    out.print(decision.explain(), highlight=False)
+    if decision.passed:
+        set_champion(reference.name, reference.version)
+        out.print(f"champion → {reference}")
+        return
+    if force:
+        set_champion(reference.name, reference.version, reason=reason)
+        out.print(f"champion → {reference} (forced: {reason})")
+        return
+    raise typer.Exit(EXIT_GATE_REFUSED)
 
 
 @app.command()

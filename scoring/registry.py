@@ -14,7 +14,6 @@ from typing import Any, Protocol
 import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
-from mlflow.pyfunc.model import PythonModel
 
 from scoring.errors import FunnelcastInputError
 
@@ -66,18 +65,9 @@ class ModelReference:
         return f"{self.name}@{self.alias or CHAMPION}"
 
 
-class FunnelPyfunc(PythonModel):
-    """The MLflow pyfunc wrapper: preprocessing travels inside `model` (STYLE practice 3)."""
-
-    def __init__(self, model: FramePredictor) -> None:
-        self.model = model
-
-    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
-        return self.model.predict_frame(pd.DataFrame(model_input))
-
-
 def load_model(reference: ModelReference, tracking_uri: str) -> tuple[Any, str]:
     """Load the funnelcast object behind a reference; returns it and its registry version."""
+
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         if reference.version is not None:

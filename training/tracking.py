@@ -16,7 +16,8 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
-from scoring.registry import CHAMPION, FramePredictor, FunnelPyfunc
+from scoring.pyfunc import FunnelPyfunc
+from scoring.registry import CHAMPION, FramePredictor
 from scoring.settings import Settings
 
 EXPERIMENT = "funnelcast"
