@@ -20,7 +20,9 @@ def funnel() -> Funnel:
             "lead_id": ["A", "B", "C", "D"],
             "created_at": pd.to_datetime(["2026-01-01", "2026-01-10", "2026-02-01", "2026-03-05"]),
             "outcome": ["won", "lost", "won", "open"],
-            "closed_at": pd.to_datetime(pd.Series(["2026-01-20", "2026-03-01", "2026-02-20", None])),
+            "closed_at": pd.to_datetime(
+                pd.Series(["2026-01-20", "2026-03-01", "2026-02-20", None])
+            ),
             "amount": [100.0, 200.0, 300.0, 400.0],
             "stage": ["won", "lost", "won", "meeting"],
             "region": ["N", "S", "N", "S"],

@@ -1,0 +1,123 @@
+"""Model features of a lead: which attributes are numeric, which categorical, and their levels.
+
+`FeatureSpec` follows scikit-learn's estimator contract: `__init__` stores parameters only, `fit`
+learns from canonical leads and stores what it learned in attributes ending in `_`, `transform`
+turns any leads frame into the fixed model matrix. It travels inside every model object, so the
+column order and the category levels live in exactly one place (STYLE practice 3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+OTHER_LEVEL = "__other__"
+
+
+def _is_numeric(values: pd.Series) -> bool:
+    # Booleans are yes/no answers, not quantities: they are categories like any text.
+    return bool(
+        pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values)
+    )
+
+
+class FeatureSpec(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """The model matrix of a funnel's features, learned from training leads.
+
+    Args:
+        features: the attribute columns to use, in this order (a funnel's `features`).
+        min_level_count: a category level seen fewer times in training is merged into
+            `OTHER_LEVEL`: below 20 leads a level's win rate is too noisy (standard error
+            above 0.1) to learn on its own.
+        max_levels: at most this many levels per category are kept (the most frequent),
+            the rest go to `OTHER_LEVEL` too.
+
+    Attributes (after `fit`):
+        feature_names_: the output column order.
+        numeric_features_: features read as floats.
+        categorical_features_: features read as pandas categories.
+        categories_: the learned levels of each categorical feature (`OTHER_LEVEL` last, when
+            some levels were merged).
+        rare_levels_: per categorical feature, the training levels merged into `OTHER_LEVEL`.
+    """
+
+    def __init__(
+        self, features: Sequence[str] = (), min_level_count: int = 20, max_levels: int = 100
+    ) -> None:
+        self.features = features
+        self.min_level_count = min_level_count
+        self.max_levels = max_levels
+
+    def fit(self, leads: pd.DataFrame, y: object = None) -> FeatureSpec:
+        """Learn feature kinds and category levels from training leads.
+
+        Raises:
+            ValueError: when no features are given or a feature column is absent.
+        """
+        features = list(self.features)
+        if not features:
+            raise ValueError("FeatureSpec needs at least one feature")
+        absent = [f for f in features if f not in leads.columns]
+        if absent:
+            raise ValueError(f"feature columns {absent} are not in the training leads")
+        self.feature_names_ = features
+        self.numeric_features_ = [f for f in features if _is_numeric(leads[f])]
+        self.categorical_features_ = [f for f in features if f not in self.numeric_features_]
+        self.categories_: dict[str, list[str]] = {}
+        self.rare_levels_: dict[str, list[str]] = {}
+        for feature in self.categorical_features_:
+            raw = leads[feature].value_counts(dropna=True)
+            # Text form, summed: True and "True" are one level, as at transform time.
+            counts = raw.groupby(raw.index.map(str)).sum()
+            # Order by count then name, so equal data gives equal levels on any platform.
+            ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+            kept = [str(level) for level, count in ranked[: self.max_levels]]
+            kept = [lv for lv in kept if counts[lv] >= self.min_level_count]
+            rare = sorted(str(level) for level in counts.index if level not in set(kept))
+            self.categories_[feature] = sorted(kept) + ([OTHER_LEVEL] if rare else [])
+            self.rare_levels_[feature] = rare
+        return self
+
+    def transform(self, leads: pd.DataFrame) -> pd.DataFrame:
+        """The model matrix: columns `feature_names_`, floats and categories.
+
+        Missing feature columns become all-missing, extra columns are ignored, values never
+        seen in training become missing, and rare training levels become `OTHER_LEVEL`.
+        """
+        check_is_fitted(self, "feature_names_")
+        columns: dict[str, pd.Series | pd.Categorical[str]] = {}
+        for feature in self.feature_names_:
+            values = (
+                leads[feature]
+                if feature in leads.columns
+                else pd.Series(np.nan, index=leads.index, dtype=float)
+            )
+            if feature in self.categories_:
+                columns[feature] = self._categorical(feature, values)
+            else:
+                numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+                columns[feature] = numbers.reset_index(drop=True)
+        return pd.DataFrame(columns, columns=self.feature_names_)
+
+    def _categorical(self, feature: str, values: pd.Series) -> pd.Categorical[str]:
+        # Text conversion and lookups run on the distinct values only: fast on a million leads.
+        codes, distinct = pd.factorize(values, use_na_sentinel=True)
+        levels = self.categories_[feature]
+        position = {level: i for i, level in enumerate(levels)}
+        other = position.get(OTHER_LEVEL, -1)
+        rare = set(self.rare_levels_[feature])
+        # Unseen values become -1 (missing); rare training levels become OTHER_LEVEL.
+        lookup = np.array(
+            [position.get(t, other if t in rare else -1) for t in map(str, distinct)] + [-1],
+            dtype=np.int64,
+        )
+        return pd.Categorical.from_codes(lookup[codes], categories=pd.Index(levels))
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        """The output column names (scikit-learn's transformer convention)."""
+        check_is_fitted(self, "feature_names_")
+        return np.asarray(self.feature_names_, dtype=object)
