@@ -1,0 +1,428 @@
+"""Deal cycle: when an open deal closes, and whether it is won or lost (DESIGN §4 `deal-cycle`).
+
+Both models here answer the same questions for any deals and any day counts `d`:
+P(won within d days) and P(lost within d days) (the cumulative incidence of each outcome), the
+whole curve, and the expected days to a won close. With `as_of` (or `age_days`) the answer is
+for a deal still open at that moment: "this deal is 40 days old and open; will it be won in the
+next 30 days?".
+
+- `DealCycleModel`: a discrete-time hazard model. A deal's life is cut into weeks; for each week
+  two LightGBM models give the chance that an open deal closes in it and, if it closes, the
+  chance that it is won, from the deal's attributes, its age and the calendar of that week
+  (quarter-end pushes, holidays). Their product is the weekly hazard of winning, the rest of the
+  closing chance that of losing. Cumulative incidence is built from these weekly hazards, so it
+  never decreases with `d` and P(won) + P(lost) never exceeds 1.
+- `MarginalCycleModel`: the same answers without features (Aalen-Johansen curves), the baseline.
+
+A deal's clock counts days from the midnight that begins its creation day, so its week `w` holds
+exactly the calendar days `created + 7w ... created + 7w + 6`. Inside a week, closes spread over
+the days by a weekday profile learned from past closes (deals rarely close on a Sunday), which
+makes "within 30 days" finer than "within 4 or 5 weeks".
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from scoring.calendar_features import SPAN_FEATURES, WeekProfile, span_calendar, to_days
+from scoring.features import FeatureSpec
+
+FloatArray = npt.NDArray[np.float64]
+Float32Array = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+AsOf = pd.Timestamp | str | pd.Series | pd.DatetimeIndex | np.ndarray | Sequence[object] | None
+
+WEEK = 7
+_DAY_NS = 86_400 * 10**9
+# Hazard rows scored at once, and deals per batch in `predict_frame`: bound the memory used.
+_PREDICT_ROWS = 1_000_000
+_FRAME_DEALS = 20_000
+# Deal-level summaries of the attributes (see `HazardDesign`), in column order.
+DEAL_SCORES = ("won_propensity", "won_log_days", "lost_log_days")
+_SCORES = ["p_won_30d", "p_won_90d", "p_won_horizon", "p_lost_horizon", "expected_days_to_close"]
+
+
+class Booster(Protocol):
+    """What the models need of a fitted LightGBM booster."""
+
+    def predict(self, data: Float32Array, *, raw_score: bool = False) -> npt.ArrayLike: ...
+
+
+def as_of_moments(deals: pd.DataFrame, as_of: AsOf, age_days: npt.ArrayLike | None) -> IntArray:
+    """The moment (ns since epoch) each deal is seen at: creation, `as_of`, or `created + age`.
+
+    Raises:
+        ValueError: when both `as_of` and `age_days` are given, or a deal is seen before it was
+            created.
+    """
+    created = deals["created_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    if as_of is not None and age_days is not None:
+        raise ValueError("give either as_of or age_days, not both")
+    if age_days is not None:
+        age = np.broadcast_to(np.asarray(age_days, dtype=np.float64), created.shape)
+        moments = created + np.rint(age * _DAY_NS).astype(np.int64)
+    elif as_of is None:
+        moments = created.copy()
+    elif isinstance(as_of, pd.Timestamp | str):
+        moments = np.full(created.shape, pd.Timestamp(as_of).as_unit("ns").value, dtype=np.int64)
+    else:
+        stamps = pd.to_datetime(pd.Series(np.asarray(as_of)))
+        moments = stamps.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    if (moments < created).any():
+        raise ValueError("a deal cannot be seen before it was created (as_of < created_at)")
+    return np.asarray(moments, dtype=np.int64)
+
+
+def deal_clock(created_at: pd.Series, moments: IntArray) -> FloatArray:
+    """Days from the midnight of each deal's creation day to `moments` (ns since epoch)."""
+    midnight = to_days(created_at) * _DAY_NS
+    return np.asarray((moments - midnight) / _DAY_NS, dtype=np.float64)
+
+
+class HazardDesign:
+    """The rows the hazard model sees: deal attributes, deal age and the calendar of the week.
+
+    Training and scoring both build rows here, so feature order, category levels and calendar
+    definitions live in one place (STYLE practice 3). Attributes go through the same
+    `FeatureSpec` as lead-conversion. Three more deal-level columns (`DEAL_SCORES`) summarise
+    the attributes: the log-odds that a closed deal like this was won, and the log days a won
+    and a lost one took, from `deal_scores_` (boosters over the attributes, set by
+    `training.deal_cycle`). Trees over deal-weeks learn attribute effects slowly; without these
+    summaries the best and the fastest deals come out too timid.
+
+    Args:
+        features: attribute columns of the leads (may be empty: age and calendar only).
+        age_cap_weeks: weeks after which a deal's age stops changing its hazard; older deals are
+            rare, and sharing the last age keeps their predictions stable.
+    """
+
+    def __init__(self, features: Sequence[str] = (), age_cap_weeks: int = 52) -> None:
+        self.features = tuple(features)
+        self.age_cap_weeks = age_cap_weeks
+
+    def fit(self, leads: pd.DataFrame) -> HazardDesign:
+        """Learn the attributes' kinds and category levels from training leads."""
+        self.spec_ = FeatureSpec(self.features).fit(leads) if self.features else None
+        self.deal_scores_: dict[str, tuple[Booster, ...]] = {}
+        kinds = [] if self.spec_ is None else list(self.spec_.transform(leads.head(1)).dtypes)
+        names = [] if self.spec_ is None else [str(n) for n in self.spec_.get_feature_names_out()]
+        self.categorical_indices_ = [
+            i for i, kind in enumerate(kinds) if isinstance(kind, pd.CategoricalDtype)
+        ]
+        self.feature_names_ = [
+            *names,
+            *DEAL_SCORES,
+            "deal_age_days",
+            "age_vs_won_days",
+            "age_vs_lost_days",
+            *(f"week_{name}" for name in SPAN_FEATURES),
+        ]
+        return self
+
+    def attribute_matrix(self, deals: pd.DataFrame) -> Float32Array:
+        """One float32 row of attributes per deal; categories as level codes, unknown as NaN."""
+        if self.spec_ is None:
+            return np.zeros((len(deals), 0), dtype=np.float32)
+        frame = self.spec_.transform(deals)
+        columns = []
+        for name in frame.columns:
+            values = frame[name]
+            if isinstance(values.dtype, pd.CategoricalDtype):
+                codes = values.cat.codes.to_numpy().astype(np.float32)
+                columns.append(np.where(codes < 0, np.float32(np.nan), codes))
+            else:
+                columns.append(values.to_numpy(dtype=np.float32, na_value=np.nan))
+        return np.column_stack(columns).astype(np.float32, copy=False)
+
+    def deal_score_matrix(self, attributes: Float32Array) -> FloatArray:
+        """The `DEAL_SCORES` of each deal: mean raw score of each score's boosters (0 without)."""
+        scores = np.zeros((len(attributes), len(DEAL_SCORES)))
+        for column, name in enumerate(DEAL_SCORES):
+            boosters = self.deal_scores_.get(name, ())
+            if boosters:
+                folds = [np.asarray(b.predict(attributes, raw_score=True)) for b in boosters]
+                scores[:, column] = np.mean(folds, axis=0)
+        return scores
+
+    def deal_matrix(self, deals: pd.DataFrame, scores: FloatArray | None = None) -> Float32Array:
+        """Attributes plus `DEAL_SCORES` (given, for out-of-fold values in training)."""
+        attributes = self.attribute_matrix(deals)
+        summary = self.deal_score_matrix(attributes) if scores is None else scores
+        return np.column_stack([attributes, summary.astype(np.float32)]).astype(np.float32)
+
+    def rows(
+        self, deals: Float32Array, created_day: IntArray, deal_index: IntArray, week: IntArray
+    ) -> Float32Array:
+        """Model rows for (deal, week) pairs: `deal_matrix` row, age at the week's start, age
+        against the deal's typical won and lost times, and the calendar of the week.
+
+        The age contrasts let a split say "early for this deal" in one step: how the chances
+        move with age depends on the deal, and trees find such interactions slowly.
+        """
+        width = deals.shape[1]
+        age = np.minimum(week, self.age_cap_weeks) * WEEK
+        log_age = np.log1p(age + WEEK / 2).astype(np.float32)
+        won_days = width - len(DEAL_SCORES) + DEAL_SCORES.index("won_log_days")
+        lost_days = width - len(DEAL_SCORES) + DEAL_SCORES.index("lost_log_days")
+        matrix = np.empty((len(week), len(self.feature_names_)), dtype=np.float32)
+        matrix[:, :width] = deals[deal_index]
+        matrix[:, width] = age
+        matrix[:, width + 1] = log_age - deals[deal_index, won_days]
+        matrix[:, width + 2] = log_age - deals[deal_index, lost_days]
+        calendar = span_calendar(created_day[deal_index] + WEEK * week, WEEK)
+        for offset, name in enumerate(SPAN_FEATURES, start=width + 3):
+            matrix[:, offset] = calendar[name]
+        return matrix
+
+
+@dataclass(frozen=True)
+class IncidenceCurve:
+    """Cumulative incidence of each outcome on a day grid: `won[i, k]` = P(won within days[k])."""
+
+    days: IntArray
+    won: FloatArray
+    lost: FloatArray
+
+
+def _mean_days(grid: FloatArray, curve: FloatArray) -> FloatArray:
+    """Mean day of the closes a cumulative-incidence curve on `grid` holds; NaN when none."""
+    mass = np.diff(curve, axis=1)
+    total = mass.sum(axis=1)
+    # A close counted between grid days happened during that day: its midpoint is the best guess.
+    mean = (mass * (grid[1:] - 0.5)).sum(axis=1)
+    return np.asarray(
+        np.divide(mean, total, out=np.full(len(total), np.nan), where=total > 0), dtype=np.float64
+    )
+
+
+class CycleModel(ABC):
+    """What every deal-cycle model answers; subclasses give the incidence for deals and days."""
+
+    horizon_days: int
+
+    @abstractmethod
+    def _incidence(
+        self, deals: pd.DataFrame, moments: IntArray, days: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        """P(won), P(lost) within each of `days` after `moments`, for deals open then."""
+
+    def cumulative_incidence(
+        self,
+        deals: pd.DataFrame,
+        days: npt.ArrayLike,
+        as_of: AsOf = None,
+        *,
+        age_days: npt.ArrayLike | None = None,
+    ) -> tuple[FloatArray, FloatArray]:
+        """P(won within d days) and P(lost within d days) for each deal and each `d` in `days`.
+
+        Counted from `as_of` (one moment, or one per deal) or `created_at + age_days`, for a
+        deal still open then; by default from creation. Both arrays have shape
+        (deals, len(days)) and never decrease in `d`.
+        """
+        grid = np.asarray(days, dtype=np.float64).reshape(-1)
+        if not np.all(np.isfinite(grid)) or (grid < 0).any():
+            raise ValueError("days must be finite and not negative")
+        moments = as_of_moments(deals, as_of, age_days)
+        if len(deals) == 0 or len(grid) == 0:
+            return np.zeros((len(deals), len(grid))), np.zeros((len(deals), len(grid)))
+        return self._incidence(deals.reset_index(drop=True), moments, grid)
+
+    def p_won_within(
+        self,
+        deals: pd.DataFrame,
+        days: float,
+        as_of: AsOf = None,
+        *,
+        age_days: npt.ArrayLike | None = None,
+    ) -> FloatArray:
+        """P(won within `days` days) per deal (from `as_of`, else from creation)."""
+        return self.cumulative_incidence(deals, [days], as_of, age_days=age_days)[0][:, 0]
+
+    def incidence_curve(
+        self,
+        deals: pd.DataFrame,
+        max_days: int | None = None,
+        as_of: AsOf = None,
+        *,
+        age_days: npt.ArrayLike | None = None,
+    ) -> IncidenceCurve:
+        """The cumulative-incidence curves on days 0 ... `max_days` (default: the horizon)."""
+        grid = np.arange(0, (max_days or self.horizon_days) + 1, dtype=np.int64)
+        won, lost = self.cumulative_incidence(deals, grid, as_of, age_days=age_days)
+        return IncidenceCurve(grid, won, lost)
+
+    def expected_days_to_close(
+        self,
+        deals: pd.DataFrame,
+        as_of: AsOf = None,
+        *,
+        age_days: npt.ArrayLike | None = None,
+        within_days: int | None = None,
+        outcome: Literal["won", "lost", "closed"] = "won",
+    ) -> FloatArray:
+        """Expected days from `as_of` (else creation) to the close, given the deal closes with
+        `outcome` within `within_days` (default: the horizon; "closed" is won or lost).
+
+        A conditional mean: a deal that will most likely be lost still has an expected time to
+        a win. NaN when that outcome has no chance in the window.
+        """
+        grid = np.arange(0, (within_days or self.horizon_days) + 1, dtype=np.float64)
+        won, lost = self.cumulative_incidence(deals, grid, as_of, age_days=age_days)
+        return _mean_days(grid, {"won": won, "lost": lost, "closed": won + lost}[outcome])
+
+    def predict_frame(self, leads: pd.DataFrame) -> pd.DataFrame:
+        """Scores for the API and the CLI, one row per lead: `p_won_30d`, `p_won_90d`,
+        `p_won_horizon`, `p_lost_horizon`, `expected_days_to_close` (given won within the
+        horizon), after `lead_id` when the frame has one.
+
+        Deals are seen at creation, or at their `as_of` column when the frame has one.
+        """
+        leads = leads.reset_index(drop=True)
+        grid = np.arange(0, self.horizon_days + 1, dtype=np.float64)
+        parts = []
+        for begin in range(0, len(leads), _FRAME_DEALS):
+            batch = leads.iloc[begin : begin + _FRAME_DEALS]
+            as_of = batch["as_of"] if "as_of" in batch.columns else None
+            won, lost = self.cumulative_incidence(batch, grid, as_of)
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "p_won_30d": won[:, min(30, self.horizon_days)],
+                        "p_won_90d": won[:, min(90, self.horizon_days)],
+                        "p_won_horizon": won[:, -1],
+                        "p_lost_horizon": lost[:, -1],
+                        "expected_days_to_close": _mean_days(grid, won),
+                    }
+                )
+            )
+        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=_SCORES)
+        if "lead_id" in leads.columns:
+            frame.insert(0, "lead_id", leads["lead_id"].to_numpy())
+        return frame
+
+
+class DealCycleModel(CycleModel):
+    """Discrete-time hazard model over weeks of a deal's life (see the module docstring).
+
+    Built by `training.deal_cycle`; scores canonical lead columns (`created_at` and the
+    attributes) by itself, so one pickle is the whole model.
+
+    Args:
+        design: the fitted `HazardDesign`.
+        closing: binary booster over the design's rows: P(an open deal closes in the week).
+        winning: binary booster over the same rows: P(won | the deal closes in the week).
+        profile: how closes spread over the days of a week.
+        horizon_days: the funnel's conversion horizon (the default curve length).
+    """
+
+    def __init__(
+        self,
+        design: HazardDesign,
+        closing: Booster,
+        winning: Booster,
+        profile: WeekProfile,
+        horizon_days: int,
+    ) -> None:
+        self.design = design
+        self.closing = closing
+        self.winning = winning
+        self.profile = profile
+        self.horizon_days = horizon_days
+
+    def weekly_hazards(
+        self, deals: pd.DataFrame, first_week: IntArray, n_weeks: int
+    ) -> tuple[FloatArray, FloatArray]:
+        """P(won in week), P(lost in week) for an open deal, weeks `first_week + 0 ... n - 1`."""
+        created_day = to_days(deals["created_at"])
+        deal_index = np.repeat(np.arange(len(deals)), n_weeks)
+        week = first_week[deal_index] + np.tile(np.arange(n_weeks), len(deals))
+        rows = self.design.rows(self.design.deal_matrix(deals), created_day, deal_index, week)
+        closes = np.asarray(self.closing.predict(rows), dtype=np.float64)
+        wins = np.asarray(self.winning.predict(rows), dtype=np.float64)
+        shape = (len(deals), n_weeks)
+        return (closes * wins).reshape(shape), (closes * (1.0 - wins)).reshape(shape)
+
+    def _incidence(
+        self, deals: pd.DataFrame, moments: IntArray, days: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        start = deal_clock(deals["created_at"], moments)
+        n_weeks = int(np.ceil(days.max() / WEEK)) + 1
+        chunk = max(1, _PREDICT_ROWS // n_weeks)
+        won = np.empty((len(deals), len(days)))
+        lost = np.empty((len(deals), len(days)))
+        for begin in range(0, len(deals), chunk):
+            part = slice(begin, begin + chunk)
+            won[part], lost[part] = self._incidence_chunk(
+                deals.iloc[part], start[part], days, n_weeks
+            )
+        return won, lost
+
+    def _incidence_chunk(
+        self, deals: pd.DataFrame, start: FloatArray, days: FloatArray, n_weeks: int
+    ) -> tuple[FloatArray, FloatArray]:
+        first_week = np.floor(start / WEEK).astype(np.int64)
+        won_h, lost_h = self.weekly_hazards(deals, first_week, n_weeks)
+        n = len(deals)
+        # Chance to be open at the start of each week, given open at the start of the first,
+        # and the incidence of each outcome by then.
+        open_at = np.cumprod(np.concatenate([np.ones((n, 1)), 1.0 - won_h - lost_h], 1), 1)
+        won_by = np.concatenate([np.zeros((n, 1)), np.cumsum(open_at[:, :-1] * won_h, 1)], 1)
+        lost_by = np.concatenate([np.zeros((n, 1)), np.cumsum(open_at[:, :-1] * lost_h, 1)], 1)
+        clock = start[:, None] + np.concatenate([[0.0], days])[None, :]
+        week_of = np.floor(clock / WEEK)
+        index = np.clip(week_of.astype(np.int64) - first_week[:, None], 0, n_weeks - 1)
+        weekday = (to_days(deals["created_at"]) + 3) % WEEK  # 1970-01-01 was a Thursday
+        share = self.profile.elapsed_share(weekday, clock - WEEK * week_of)
+        rows = np.arange(n)[:, None]
+        inside = open_at[rows, index] * share
+        won_at = won_by[rows, index] + inside * won_h[rows, index]
+        lost_at = lost_by[rows, index] + inside * lost_h[rows, index]
+        # Condition on being open at `start` (column 0): a deal seen mid-week has lived part of it.
+        still_open = 1.0 - won_at[:, :1] - lost_at[:, :1]
+        won = (won_at[:, 1:] - won_at[:, :1]) / still_open
+        lost = (lost_at[:, 1:] - lost_at[:, :1]) / still_open
+        return won, lost
+
+
+class MarginalCycleModel(CycleModel):
+    """The baseline: one Aalen-Johansen curve per outcome for every deal, no features.
+
+    Args:
+        times: days from creation at which the curves step (increasing).
+        won, lost: cumulative incidence of each outcome from each of `times` on.
+        horizon_days: the funnel's conversion horizon.
+    """
+
+    def __init__(
+        self, times: FloatArray, won: FloatArray, lost: FloatArray, horizon_days: int
+    ) -> None:
+        self.times = np.asarray(times, dtype=np.float64)
+        self.won = np.asarray(won, dtype=np.float64)
+        self.lost = np.asarray(lost, dtype=np.float64)
+        self.horizon_days = horizon_days
+
+    def _at(self, curve: FloatArray, age: FloatArray) -> FloatArray:
+        position = np.searchsorted(self.times, age, side="right")
+        return np.asarray(np.concatenate([[0.0], curve])[position], dtype=np.float64)
+
+    def _incidence(
+        self, deals: pd.DataFrame, moments: IntArray, days: FloatArray
+    ) -> tuple[FloatArray, FloatArray]:
+        created = deals["created_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        age = (moments - created) / _DAY_NS
+        ahead = age[:, None] + days[None, :]
+        won_now, lost_now = self._at(self.won, age)[:, None], self._at(self.lost, age)[:, None]
+        still_open = 1.0 - won_now - lost_now
+        # Past the last close ever seen nobody is left open: nothing more can happen.
+        scale = np.divide(1.0, still_open, out=np.zeros_like(still_open), where=still_open > 1e-12)
+        won = (self._at(self.won, ahead) - won_now) * scale
+        lost = (self._at(self.lost, ahead) - lost_now) * scale
+        return won, lost
