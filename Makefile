@@ -20,12 +20,16 @@ export MLFLOW_DISABLE_TELEMETRY := true
 
 APT_GET = $(if $(filter 0,$(shell id -u)),,sudo) apt-get
 
-.PHONY: demo test lint typecheck pytest install system-deps lock clean
+.PHONY: demo test lint typecheck pytest install system-deps lock clean mlflow-ui
 
 demo: $(STAMP)
 	FUNNELCAST_HOME=$(DEMO_HOME) $(BIN)/funnelcast demo
 
 test: $(STAMP) lint typecheck pytest
+
+mlflow-ui: $(STAMP)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --host 127.0.0.1 --port 5000 \
+		--workers 1 --backend-store-uri sqlite:///$(DEMO_HOME)/mlflow.db
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

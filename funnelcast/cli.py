@@ -255,6 +255,10 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     tune: Annotated[bool, typer.Option(help="Time-budgeted hyper-parameter search.")] = False,
     promote: Annotated[bool, typer.Option(help="Run the gate and move champion.")] = False,
+    horizon_days: Annotated[
+        int | None,
+        typer.Option(min=1, help="Conversion horizon in days (default: the data set's)."),
+    ] = None,
     mapping: MappingOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
@@ -267,6 +271,9 @@ def train(
     names = parse_model_names(models)
     funnel = _load_funnel(settings, mapping, data_dir)
     tags = {"code_version": code_version()}
+    if horizon_days is not None:
+        funnel = funnel.with_tables(horizon_days=horizon_days)
+        tags["horizon_days"] = str(horizon_days)
     if cutoff is not None:
         day = _parse_date(cutoff, "--cutoff")
         end_of_day = pd.Timestamp(str(day)) + pd.Timedelta(days=1) - pd.Timedelta(1)
@@ -352,8 +359,9 @@ def demo(
     leads: Annotated[int, typer.Option(help="Synthetic leads to generate.")] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
     months: Annotated[int, typer.Option(help="Months of KPIs to print.")] = 12,
+    train: Annotated[bool, typer.Option(help="Also train and promote the models.")] = True,
 ) -> None:
-    """The main job on the embedded default: synthetic funnel → store → monthly KPIs."""
+    """The main job on the embedded default: synthetic funnel → store → KPIs → models."""
     settings = _settings()
     data_dir = settings.home / "demo-data"
     out.rule("1. generate a synthetic funnel")
@@ -383,6 +391,23 @@ def demo(
         "the rate so far.",
         style="dim",
     )
+    if not train:
+        return
+    from funnelcast.training_report import print_training_report
+    from scoring.registry import MODEL_NAMES
+    from training.pipeline import train_models
+    from training.tracking import configure as configure_tracking
+
+    out.rule(f"4. train, evaluate and promote the models (MLflow: {settings.tracking_uri})")
+    configure_tracking(settings)
+    outcomes = train_models(
+        stored,
+        list(MODEL_NAMES),
+        seed=seed,
+        promote=True,
+        extra_tags={"code_version": code_version(), "demo": "true"},
+    )
+    print_training_report(outcomes, out)
 
 
 def main() -> None:

@@ -44,7 +44,9 @@ def print_training_report(outcomes: Sequence[ModelOutcome], console: Console) ->
             continue
         result = outcome.result
         assert result is not None
-        title = f"{outcome.name}/{outcome.version} — {result.evaluation.split}"
+        kind = result.params.get("model_kind")
+        chosen = f" ({kind})" if kind else ""
+        title = f"{outcome.name}/{outcome.version}{chosen} — {result.evaluation.split}"
         console.print(metrics_table(title, result.evaluation.metrics, result.evaluation.baselines))
         if outcome.decision is not None:
             style = "green" if outcome.decision.passed else "yellow"

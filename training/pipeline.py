@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import mlflow
 
+from scoring.errors import FunnelcastInputError
 from scoring.funnel import Funnel
 from scoring.registry import MODEL_NAMES, ModelReference, load_model
 from training.gate import GateDecision, judge
@@ -29,7 +30,7 @@ _MODULES = {
         "train_lead_conversion_result",
         "evaluate_lead_conversion",
     ),
-    "deal-cycle": ("training.deal_cycle", "train_deal_cycle_result", "evaluate_deal_cycle"),
+    "deal-cycle": ("training.deal_cycle_run", "train_deal_cycle_result", "evaluate_deal_cycle"),
     "deal-value": ("training.deal_value", "train_deal_value", "evaluate_deal_value"),
     "lead-volume": ("training.lead_volume", "train_lead_volume", "evaluate_lead_volume"),
     "churn": ("training.churn", "train_churn", "evaluate_churn"),
@@ -39,7 +40,10 @@ _MODULES = {
 def _functions(name: str) -> tuple[Trainer, Evaluator]:
     module_name, train_name, evaluate_name = _MODULES[name]
     module = importlib.import_module(module_name)
-    return getattr(module, train_name), getattr(module, evaluate_name)
+    evaluate = getattr(module, evaluate_name, None)
+    if evaluate is None:  # the run module wraps training; evaluation lives with the model code
+        evaluate = getattr(importlib.import_module(module_name.removesuffix("_run")), evaluate_name)
+    return getattr(module, train_name), evaluate
 
 
 @dataclass
@@ -60,8 +64,6 @@ def parse_model_names(text: str | None) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in MODEL_NAMES]
     if unknown:
-        from scoring.errors import FunnelcastInputError
-
         raise FunnelcastInputError(
             f"unknown model(s) {', '.join(unknown)}; models: {', '.join(MODEL_NAMES)}"
         )
@@ -87,7 +89,8 @@ def train_models(
             options["tune"] = tune
         try:
             result = train(funnel, **options)
-        except ModelSkipped as skipped:
+        except (ModelSkipped, FunnelcastInputError) as skipped:
+            # One model the data cannot support must not stop the others from training.
             outcomes.append(ModelOutcome(name, "skipped", str(skipped)))
             continue
         tags = {
@@ -107,7 +110,7 @@ def train_models(
             params=result.params,
             tags=tags,
             figures=result.figures,
-            input_example=_input_example(name, funnel),
+            input_example=_input_example(name, funnel, result.model),
             card=render(result, funnel),
         )
         version = log_candidate(candidate)
@@ -127,9 +130,12 @@ def train_models(
     return outcomes
 
 
-def _input_example(name: str, funnel: Funnel) -> Any:
+def _input_example(name: str, funnel: Funnel, model: Any) -> Any:
+    """A few rows of what the model takes, for its MLflow signature and input example."""
     if name == "lead-volume":
-        return None
+        from training.lead_volume import input_example
+
+        return input_example(model)
     if name == "churn":
         return None if funnel.customers is None else funnel.customers.head(5)
     return funnel.leads.head(5)

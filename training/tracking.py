@@ -6,6 +6,7 @@ registered under its name. The `champion` alias moves only through the gate (tra
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ class Candidate:
 def configure(settings: Settings) -> mlflow.MlflowClient:
     """Point MLflow at funnelcast's tracking store; artifacts go to `mlartifacts/` in the home."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # MLflow's INFO/WARNING lines (cloudpickle notice, schema validation) drown the report.
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
     settings.home.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
@@ -83,6 +86,10 @@ def log_candidate(candidate: Candidate, run_name: str | None = None) -> str:
         if candidate.card:
             mlflow.log_text(candidate.card, "model_card.md")
         example = candidate.input_example
+        if example is not None:
+            # Integer columns in a signature reject missing values at scoring time.
+            ints = example.select_dtypes("integer").columns
+            example = example.astype(dict.fromkeys(ints, "float64"))
         signature = None
         if example is not None:
             signature = infer_signature(example, candidate.model.predict_frame(example))

@@ -162,7 +162,7 @@ def test_undated_store_prints_one_overall_row(home: Path, tmp_path: Path) -> Non
 
 
 def test_demo_prints_monthly_kpis(home: Path) -> None:
-    code, out, err = run("demo", "--leads", "2000", "--months", "6")
+    code, out, err = run("demo", "--leads", "2000", "--months", "6", "--no-train")
     assert code == 0, err
     assert "monthly KPIs" in out and "conversion rate" in out
     assert (home / "funnel.db").exists()
