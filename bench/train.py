@@ -14,10 +14,8 @@ import resource
 import tempfile
 import time
 
-from scoring.contract import validate_leads
-from scoring.funnel import LEAD_COLUMNS, Funnel
 from scoring.registry import MODEL_NAMES
-from scoring.synthetic import HORIZON_DAYS, generate_funnel
+from scoring.synthetic import generate_funnel
 
 
 def _peak_rss_mb() -> float:
@@ -39,17 +37,8 @@ def main() -> None:
         from training.tracking import configure
 
         started = time.perf_counter()
-        drawn = generate_funnel(args.leads, seed=args.seed)
-        leads = validate_leads(drawn.leads, "synthetic")
-        funnel = Funnel(
-            leads=leads,
-            stage_events=drawn.stage_events,
-            customers=drawn.customers,
-            horizon_days=HORIZON_DAYS,
-            observed_until=drawn.end,
-            features=tuple(c for c in leads.columns if c not in LEAD_COLUMNS),
-            name="synthetic",
-        )
+        funnel = generate_funnel(args.leads, seed=args.seed).as_funnel()
+        leads = funnel.leads
         print(f"data        {time.perf_counter() - started:7.1f} s  ({len(leads):,} leads)")
         configure(Settings())
         total = 0.0

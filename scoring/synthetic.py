@@ -61,6 +61,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from scoring.contract import validate_leads
+from scoring.funnel import LEAD_COLUMNS, Funnel
 from scoring.synthetic_calendar import (
     FloatArray,
     IntArray,
@@ -127,6 +129,19 @@ class SyntheticFunnel:
     customers: pd.DataFrame
     truth: pd.DataFrame
     end: pd.Timestamp
+
+    def as_funnel(self) -> Funnel:
+        """The tables as a canonical `Funnel`, as `ingest` would load them (truth left out)."""
+        leads = validate_leads(self.leads, "synthetic funnel")
+        return Funnel(
+            leads=leads,
+            stage_events=self.stage_events,
+            customers=self.customers,
+            horizon_days=HORIZON_DAYS,
+            observed_until=self.end,
+            features=tuple(c for c in leads.columns if c not in LEAD_COLUMNS),
+            name="synthetic",
+        )
 
 
 def _sigmoid(x: FloatArray) -> FloatArray:

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 import pandas as pd
 import pytest
 
-from scoring.contract import validate_leads
-from scoring.funnel import LEAD_COLUMNS, Funnel
-from scoring.synthetic import HORIZON_DAYS, generate_funnel
+from scoring.funnel import Funnel
+from scoring.synthetic import generate_funnel
 from training.lead_conversion import ConversionResult, train_lead_conversion
 
 SMALL_LEADS = 6_000
@@ -28,17 +27,7 @@ class SyntheticRun:
 def synthetic_funnel(n_leads: int, seed: int) -> tuple[Funnel, pd.DataFrame]:
     """A canonical funnel from the generator (typed by the data contract) and its truth."""
     drawn = generate_funnel(n_leads, seed=seed)
-    leads = validate_leads(drawn.leads, "synthetic")
-    features = tuple(c for c in leads.columns if c not in LEAD_COLUMNS)
-    funnel = Funnel(
-        leads=leads,
-        stage_events=drawn.stage_events,
-        customers=drawn.customers,
-        horizon_days=HORIZON_DAYS,
-        observed_until=drawn.end,
-        features=features,
-        name="synthetic",
-    )
+    funnel = drawn.as_funnel()
     return funnel, drawn.truth.set_index("lead_id")
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from scoring.churn import ChurnModel, churn_features, days_between, person_buckets
-from scoring.funnel import LEAD_COLUMNS, Funnel
+from scoring.funnel import Funnel
 from scoring.synthetic import SyntheticFunnel, generate_funnel
 from training.churn import (
     RISK_DAYS,
@@ -38,14 +38,7 @@ def synthetic() -> SyntheticFunnel:
 
 @pytest.fixture(scope="module")
 def funnel(synthetic: SyntheticFunnel) -> Funnel:
-    features = tuple(c for c in synthetic.leads.columns if c not in LEAD_COLUMNS)
-    return Funnel(
-        leads=synthetic.leads,
-        customers=synthetic.customers,
-        observed_until=synthetic.end,
-        features=features,
-        name="synthetic",
-    )
+    return synthetic.as_funnel()
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from scoring.deal_value import DealValueModel, SegmentValueModel
-from scoring.funnel import LEAD_COLUMNS, Funnel
+from scoring.funnel import Funnel
 from scoring.mapping import apply_mapping
 from scoring.mapping_spec import load_mapping
 from scoring.synthetic import SyntheticFunnel, generate_funnel
@@ -31,14 +31,7 @@ def synthetic() -> SyntheticFunnel:
 
 @pytest.fixture(scope="module")
 def funnel(synthetic: SyntheticFunnel) -> Funnel:
-    features = tuple(c for c in synthetic.leads.columns if c not in LEAD_COLUMNS)
-    return Funnel(
-        leads=synthetic.leads,
-        customers=synthetic.customers,
-        observed_until=synthetic.end,
-        features=features,
-        name="synthetic",
-    )
+    return synthetic.as_funnel()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from scoring.errors import FunnelcastInputError
-from scoring.funnel import LEAD_COLUMNS, Funnel
+from scoring.funnel import Funnel
 from scoring.lead_volume import LeadVolumeModel
 from scoring.mapping import apply_mapping
 from scoring.mapping_spec import load_mapping
@@ -37,10 +37,7 @@ def synthetic() -> SyntheticFunnel:
 
 @pytest.fixture(scope="module")
 def funnel(synthetic: SyntheticFunnel) -> Funnel:
-    features = tuple(c for c in synthetic.leads.columns if c not in LEAD_COLUMNS)
-    return Funnel(
-        leads=synthetic.leads, observed_until=synthetic.end, features=features, name="synthetic"
-    )
+    return synthetic.as_funnel()
 
 
 @pytest.fixture(scope="module")
