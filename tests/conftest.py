@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.realdata import DATA_FOLDERS
+
 DATA_ENV = "FUNNELCAST_DATA_DIR"
 
 
@@ -32,8 +34,7 @@ def real_data_dir() -> Path:
     if not value:
         pytest.skip(f"{DATA_ENV} is not set; `make test` sets it to ../shared/data when present")
     folder = Path(value)
-    expected = ["x_education_leads", "olist_marketing_funnel", "maven_crm_sales_opportunities"]
-    missing = [name for name in expected if not (folder / name).is_dir()]
+    missing = [name for name in DATA_FOLDERS.values() if not (folder / name).is_dir()]
     if missing:
         pytest.fail(f"{DATA_ENV}={folder} is set but lacks {missing}")
     return folder

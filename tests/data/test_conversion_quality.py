@@ -12,21 +12,14 @@ import pytest
 
 from scoring.errors import FunnelcastInputError
 from scoring.funnel import Funnel
-from scoring.mapping import apply_mapping
-from scoring.mapping_spec import load_mapping
+from tests.realdata import mapped
 from training.lead_conversion import settled_horizon_days, train_lead_conversion
 
 pytestmark = pytest.mark.realdata
 
-FOLDERS = {
-    "maven": "maven_crm_sales_opportunities",
-    "olist": "olist_marketing_funnel",
-    "x_education": "x_education_leads",
-}
-
 
 def mapped_funnel(real_data_dir: Path, name: str) -> Funnel:
-    return apply_mapping(load_mapping(name), real_data_dir / FOLDERS[name]).funnel
+    return mapped(real_data_dir, name).funnel
 
 
 def test_x_education_champion_beats_logistic_regression(real_data_dir: Path) -> None:

@@ -13,20 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from funnelcast.cli import app
-from scoring.mapping import MappedData, apply_mapping
-from scoring.mapping_spec import load_mapping
+from scoring.mapping import MappedData
+from tests.realdata import DATA_FOLDERS, mapped
 
 pytestmark = pytest.mark.realdata
-
-FOLDERS = {
-    "maven": "maven_crm_sales_opportunities",
-    "olist": "olist_marketing_funnel",
-    "x_education": "x_education_leads",
-}
-
-
-def mapped(real_data_dir: Path, name: str) -> MappedData:
-    return apply_mapping(load_mapping(name), real_data_dir / FOLDERS[name])
 
 
 def report(data: MappedData, prefix: str) -> int:
@@ -97,7 +87,8 @@ def test_x_education_counts_match_source(real_data_dir: Path) -> None:
 def maven_home(real_data_dir: Path, home: Path) -> Path:
     runner = CliRunner()
     result = runner.invoke(
-        app, ["ingest", "--mapping", "maven", "--data-dir", str(real_data_dir / FOLDERS["maven"])]
+        app,
+        ["ingest", "--mapping", "maven", "--data-dir", str(real_data_dir / DATA_FOLDERS["maven"])],
     )
     assert result.exit_code == 0, result.output
     assert "dropped 500" in result.output
@@ -113,7 +104,7 @@ def test_maven_monthly_kpis_equal_a_plain_pandas_recount(
     kpis = kpis.set_index(kpis["period_start"].dt.to_period("M"))
 
     raw = pd.read_csv(
-        real_data_dir / FOLDERS["maven"] / "sales_pipeline.csv",
+        real_data_dir / DATA_FOLDERS["maven"] / "sales_pipeline.csv",
         parse_dates=["engage_date", "close_date"],
     )
     closed = raw[raw["deal_stage"].isin(["Won", "Lost"])].copy()

@@ -15,9 +15,8 @@ import pytest
 
 from scoring.deal_value import DealValueModel, SegmentValueModel
 from scoring.funnel import Funnel
-from scoring.mapping import apply_mapping
-from scoring.mapping_spec import load_mapping
 from scoring.synthetic import SyntheticFunnel, generate_funnel
+from tests.realdata import mapped
 from training.deal_value import split_won_deals, train_deal_value
 from training.result import ModelSkipped, TrainingResult
 
@@ -136,7 +135,7 @@ def test_segment_median_uses_overall_quantiles_for_rare_levels(funnel: Funnel) -
 
 @pytest.mark.realdata
 def test_maven_trains_and_reports(real_data_dir: Path) -> None:
-    maven = apply_mapping(load_mapping("maven"), real_data_dir / "maven_crm_sales_opportunities")
+    maven = mapped(real_data_dir, "maven")
     result = train_deal_value(maven.funnel)
     metrics, baselines = result.evaluation.metrics, result.evaluation.baselines
     # Maven's won amount is its product's list price times noise: the product median is as

@@ -18,10 +18,9 @@ import pytest
 from scoring.errors import FunnelcastInputError
 from scoring.funnel import Funnel
 from scoring.lead_volume import LeadVolumeModel
-from scoring.mapping import apply_mapping
-from scoring.mapping_spec import load_mapping
 from scoring.synthetic import SyntheticFunnel, generate_funnel
 from scoring.synthetic_calendar import build_calendar
+from tests.realdata import mapped
 from training.lead_volume import evaluate_lead_volume, train_lead_volume
 from training.result import ModelSkipped, TrainingResult
 
@@ -225,12 +224,9 @@ def test_a_short_history_trains_without_seasonality() -> None:
 
 
 @pytest.mark.realdata
-@pytest.mark.parametrize(
-    ("name", "folder"),
-    [("maven", "maven_crm_sales_opportunities"), ("olist", "olist_marketing_funnel")],
-)
-def test_real_data_trains_and_reports(real_data_dir: Path, name: str, folder: str) -> None:
-    funnel = apply_mapping(load_mapping(name), real_data_dir / folder).funnel
+@pytest.mark.parametrize("name", ["maven", "olist"])
+def test_real_data_trains_and_reports(real_data_dir: Path, name: str) -> None:
+    funnel = mapped(real_data_dir, name).funnel
     result = train_lead_volume(funnel, seed=0)
     metrics = result.evaluation.metrics
     assert {"mase", "mape", "coverage_80", "mase_week"} <= set(metrics)
