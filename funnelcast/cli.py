@@ -2,32 +2,36 @@
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import sys
-from collections.abc import Callable
-from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, ParamSpec, TypeVar
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
 from funnelcast import code_version
+from funnelcast.cli_support import (
+    err,
+    friendly_errors,
+    load_settings,
+    open_store,
+    out,
+    parse_date,
+    parse_segment,
+)
 from funnelcast.render import print_table, records_to_csv, records_to_json
 from scoring.contract import read_canonical
 from scoring.errors import FunnelcastInputError
 from scoring.funnel import Funnel
-from scoring.kpis import KpiError, compute_kpis, kpi_records, overall_kpis
+from scoring.kpis import compute_kpis, kpi_records, overall_kpis
 from scoring.mapping import MappedData, apply_mapping
 from scoring.mapping_spec import load_mapping
 from scoring.registry import ModelReference
 from scoring.settings import Settings
 from scoring.snapshot import funnel_as_of
-from scoring.store import FunnelStore, IngestSummary
+from scoring.store import IngestSummary
 from scoring.synthetic import generate_funnel, write_funnel
 
 app = typer.Typer(
@@ -37,70 +41,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-EXIT_BAD_INPUT = 2
-EXIT_OTHER = 1
-
-
-def _friendly_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn errors a user can fix into a message and exit code 2; others into exit code 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except (FunnelcastInputError, KpiError) as error:
-            err.print(f"[red]error:[/red] {error}", highlight=False, markup=True)
-            raise typer.Exit(EXIT_BAD_INPUT) from None
-        except ValidationError as error:  # settings from the environment
-            err.print(f"[red]configuration error:[/red] {error}", highlight=False)
-            raise typer.Exit(EXIT_BAD_INPUT) from None
-        except (typer.Exit, typer.Abort):
-            raise
-        except Exception as error:
-            if os.environ.get("FUNNELCAST_DEBUG"):
-                raise
-            err.print(f"[red]failed:[/red] {type(error).__name__}: {error}", highlight=False)
-            err.print("set FUNNELCAST_DEBUG=1 for the full traceback", style="dim")
-            raise typer.Exit(EXIT_OTHER) from None
-
-    return wrapper
-
-
-def _settings() -> Settings:
-    return Settings()
-
-
-def _open_store(settings: Settings) -> FunnelStore:
-    return FunnelStore.open(settings.store_url)
-
-
-def _parse_date(value: str | None, option: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return datetime.strptime(value, "%Y-%m-%d").date()
-    except ValueError:
-        raise FunnelcastInputError(f"{option} {value!r} is not a date in YYYY-MM-DD") from None
-
-
-def _parse_segment(pairs: list[str] | None) -> dict[str, str]:
-    segment: dict[str, str] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise FunnelcastInputError(f"--segment {pair!r} must look like key=value")
-        segment[key.strip()] = value.strip()
-    return segment
 
 
 @app.command()
-@_friendly_errors
+@friendly_errors
 def generate(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the tables to.")],
     leads: Annotated[int, typer.Option("--leads", min=1, help="Number of leads.")] = 20_000,
@@ -111,7 +55,7 @@ def generate(
     ] = "parquet",
 ) -> None:
     """Write a synthetic B2B funnel with known ground truth (truth.parquet)."""
-    funnel = generate_funnel(leads, seed=seed, end=_parse_date(end, "--end"))
+    funnel = generate_funnel(leads, seed=seed, end=parse_date(end, "--end"))
     paths = write_funnel(funnel, out_dir, file_format=file_format)
     for path in paths:
         out.print(f"wrote {path}")
@@ -134,7 +78,7 @@ def _print_ingest(summary: IngestSummary, mapped: MappedData | None) -> None:
 
 
 @app.command()
-@_friendly_errors
+@friendly_errors
 def ingest(
     data_dir: Annotated[Path, typer.Option("--data-dir", help="Folder with the data files.")],
     mapping: Annotated[
@@ -147,7 +91,7 @@ def ingest(
     ] = True,
 ) -> None:
     """Load a data set into the funnel store (canonical tables, or any export via --mapping)."""
-    settings = _settings()
+    settings = load_settings()
     mapped: MappedData | None = None
     if mapping is None:
         funnel = read_canonical(data_dir, dated=dated)
@@ -155,7 +99,7 @@ def ingest(
     else:
         mapped = apply_mapping(load_mapping(mapping), data_dir)
         funnel, rules = mapped.funnel, mapped.reports
-    store = _open_store(settings)
+    store = open_store(settings)
     try:
         summary = store.ingest(funnel, source=str(data_dir), rules=rules, replace=replace)
     finally:
@@ -164,7 +108,7 @@ def ingest(
 
 
 @app.command()
-@_friendly_errors
+@friendly_errors
 def kpis(
     freq: Annotated[Literal["week", "month", "quarter"], typer.Option(help="Period length.")] = (
         "month"
@@ -180,16 +124,16 @@ def kpis(
     out_file: Annotated[Path | None, typer.Option("--out", help="Write to a file.")] = None,
 ) -> None:
     """Funnel KPIs per period from the store (DESIGN §2)."""
-    settings = _settings()
-    store = _open_store(settings)
+    settings = load_settings()
+    store = open_store(settings)
     try:
         funnel = store.load()
     finally:
         store.close()
-    filters = _parse_segment(segment)
+    filters = parse_segment(segment)
     if funnel.dated:
         frame = compute_kpis(
-            funnel, freq, _parse_date(from_, "--from"), _parse_date(to, "--to"), filters
+            funnel, freq, parse_date(from_, "--from"), parse_date(to, "--to"), filters
         )
         title = f"{funnel.name}: KPIs per {freq}"
     else:
@@ -229,7 +173,7 @@ def _load_funnel(settings: Settings, mapping: str | None, data_dir: Path | None)
         if mapping is None or data_dir is None:
             raise FunnelcastInputError("--mapping and --data-dir go together")
         return apply_mapping(load_mapping(mapping), data_dir).funnel
-    store = _open_store(settings)
+    store = open_store(settings)
     try:
         return store.load()
     finally:
@@ -244,7 +188,7 @@ EXIT_GATE_REFUSED = 3
 
 
 @app.command()
-@_friendly_errors
+@friendly_errors
 def train(
     models: Annotated[
         str | None, typer.Option(help="Comma-separated models (default: all of DESIGN §4).")
@@ -267,7 +211,7 @@ def train(
     from training.pipeline import parse_model_names, train_models
     from training.tracking import configure as configure_tracking
 
-    settings = _settings()
+    settings = load_settings()
     names = parse_model_names(models)
     funnel = _load_funnel(settings, mapping, data_dir)
     tags = {"code_version": code_version()}
@@ -275,7 +219,7 @@ def train(
         funnel = funnel.with_tables(horizon_days=horizon_days)
         tags["horizon_days"] = str(horizon_days)
     if cutoff is not None:
-        day = _parse_date(cutoff, "--cutoff")
+        day = parse_date(cutoff, "--cutoff")
         end_of_day = pd.Timestamp(str(day)) + pd.Timedelta(days=1) - pd.Timedelta(1)
         funnel = funnel_as_of(funnel, end_of_day)
         tags["cutoff"] = cutoff
@@ -285,7 +229,7 @@ def train(
 
 
 @app.command()
-@_friendly_errors
+@friendly_errors
 def evaluate(
     model: Annotated[str, typer.Argument(help="NAME, NAME@alias or NAME/version.")],
     output_format: Annotated[
@@ -300,7 +244,7 @@ def evaluate(
     from training.pipeline import evaluate_reference
     from training.tracking import configure as configure_tracking
 
-    settings = _settings()
+    settings = load_settings()
     reference = ModelReference.parse(model)
     funnel = _load_funnel(settings, mapping, data_dir)
     configure_tracking(settings)
@@ -319,7 +263,7 @@ def evaluate(
 
 
 @app.command()
-@_friendly_errors
+@friendly_errors
 def promote(
     model: Annotated[str, typer.Argument(help="NAME/version of the candidate.")],
     force: Annotated[bool, typer.Option(help="Promote even if the gate refuses.")] = False,
@@ -337,7 +281,7 @@ def promote(
         raise FunnelcastInputError("promote takes NAME/version, e.g. lead-conversion/4")
     if force and not reason:
         raise FunnelcastInputError("--force needs --reason TEXT, recorded with the version")
-    settings = _settings()
+    settings = load_settings()
     funnel = _load_funnel(settings, mapping, data_dir)
     configure_tracking(settings)
     decision = gate(reference.name, reference.version, funnel, seed=seed)
@@ -354,7 +298,7 @@ def promote(
 
 
 @app.command()
-@_friendly_errors
+@friendly_errors
 def demo(
     leads: Annotated[int, typer.Option(help="Synthetic leads to generate.")] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
@@ -362,7 +306,7 @@ def demo(
     train: Annotated[bool, typer.Option(help="Also train and promote the models.")] = True,
 ) -> None:
     """The main job on the embedded default: synthetic funnel → store → KPIs → models."""
-    settings = _settings()
+    settings = load_settings()
     data_dir = settings.home / "demo-data"
     out.rule("1. generate a synthetic funnel")
     funnel = generate_funnel(leads, seed=seed)
@@ -370,7 +314,7 @@ def demo(
         out.print(f"wrote {path}")
     out.rule(f"2. ingest into the funnel store ({settings.store_url})")
     canonical = read_canonical(data_dir)
-    store = _open_store(settings)
+    store = open_store(settings)
     try:
         summary = store.ingest(canonical, source=str(data_dir), replace=True)
         stored = store.load()

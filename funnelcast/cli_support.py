@@ -1,0 +1,79 @@
+"""What every `funnelcast` command shares: consoles, error handling, settings, the store."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import ParamSpec, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from scoring.errors import FunnelcastInputError
+from scoring.kpis import KpiError
+from scoring.settings import Settings
+from scoring.store import FunnelStore
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+EXIT_BAD_INPUT = 2
+EXIT_OTHER = 1
+
+
+def friendly_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn errors a user can fix into a message and exit code 2; others into exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except (FunnelcastInputError, KpiError) as error:
+            err.print(f"[red]error:[/red] {error}", highlight=False, markup=True)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except ValidationError as error:  # settings from the environment
+            err.print(f"[red]configuration error:[/red] {error}", highlight=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as error:
+            if os.environ.get("FUNNELCAST_DEBUG"):
+                raise
+            err.print(f"[red]failed:[/red] {type(error).__name__}: {error}", highlight=False)
+            err.print("set FUNNELCAST_DEBUG=1 for the full traceback", style="dim")
+            raise typer.Exit(EXIT_OTHER) from None
+
+    return wrapper
+
+
+def load_settings() -> Settings:
+    return Settings()
+
+
+def open_store(settings: Settings) -> FunnelStore:
+    return FunnelStore.open(settings.store_url)
+
+
+def parse_date(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        raise FunnelcastInputError(f"{option} {value!r} is not a date in YYYY-MM-DD") from None
+
+
+def parse_segment(pairs: list[str] | None) -> dict[str, str]:
+    segment: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise FunnelcastInputError(f"--segment {pair!r} must look like key=value")
+        segment[key.strip()] = value.strip()
+    return segment
