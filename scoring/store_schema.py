@@ -66,3 +66,42 @@ ingest_runs = sa.Table(
     sa.Column("source", sa.Text, nullable=False),
     sa.Column("summary", sa.JSON, nullable=False),
 )
+
+# -- the scoring API's tables (migration 0002) ------------------------------------------------
+
+# BIGINT on PostgreSQL (the history grows with every score); SQLite needs INTEGER to autoincrement.
+_ROW_ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.Column("prefix", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("revoked_at", sa.DateTime, nullable=True),
+    sa.UniqueConstraint("name", name="uq_api_keys_name"),
+    sa.UniqueConstraint("key_hash", name="uq_api_keys_key_hash"),
+)
+
+lead_scores = sa.Table(
+    "lead_scores",
+    metadata,
+    sa.Column("id", _ROW_ID, primary_key=True, autoincrement=True),
+    sa.Column("lead_id", sa.String(255), nullable=False),
+    sa.Column("scored_at", sa.DateTime, nullable=False),
+    sa.Column("probability", sa.Float, nullable=False),
+    sa.Column("score", sa.Integer, nullable=False),
+    sa.Column("grade", sa.String(1), nullable=False),
+    sa.Column("model_version", sa.String(255), nullable=False),
+    sa.Index("ix_lead_scores_lead_id_scored_at", "lead_id", "scored_at"),
+)
+
+service_state = sa.Table(
+    "service_state",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
