@@ -21,6 +21,7 @@ from funnelcast.cli_support import (
     parse_date,
     parse_segment,
 )
+from funnelcast.keys_command import keys_app
 from funnelcast.render import print_table, records_to_csv, records_to_json
 from scoring.contract import read_canonical
 from scoring.errors import FunnelcastInputError
@@ -41,6 +42,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(keys_app, name="keys")
 
 
 @app.command()
