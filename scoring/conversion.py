@@ -10,7 +10,7 @@ loads this object and `serve` may not import `training`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -31,6 +31,9 @@ from scoring.features import FeatureSpec
 Kind = Literal["lightgbm", "logistic_regression", "naive_bayes"]
 KINDS: tuple[Kind, ...] = ("lightgbm", "logistic_regression", "naive_bayes")
 BASE_VALUE = "base_value"
+# What a scorer reads: the `FeatureSpec.codes` array (trees) or the `transform` frame (others).
+Matrix = np.ndarray | pd.DataFrame
+Leads = pd.DataFrame | Sequence[Mapping[str, object]]
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -89,9 +92,10 @@ class PlattCalibration:
 class Scorer(Protocol):
     """Turns the feature matrix into log-odds, and splits them into per-feature parts."""
 
-    def log_odds(self, matrix: pd.DataFrame) -> np.ndarray: ...
+    # `Any`: each scorer reads its own form of the matrix (see `LeadConversionModel.matrix`).
+    def log_odds(self, matrix: Any) -> np.ndarray: ...
 
-    def contributions(self, matrix: pd.DataFrame) -> np.ndarray:
+    def contributions(self, matrix: Any) -> np.ndarray:
         """(leads, features + 1): each feature's log-odds part, then the base value."""
         ...
 
@@ -102,11 +106,11 @@ class BoostedTrees:
 
     boosters: tuple[lgb.Booster, ...]
 
-    def log_odds(self, matrix: pd.DataFrame) -> np.ndarray:
+    def log_odds(self, matrix: Matrix) -> np.ndarray:
         scores = [np.asarray(b.predict(matrix, raw_score=True)) for b in self.boosters]
         return np.asarray(np.mean(scores, axis=0), dtype=np.float64)
 
-    def contributions(self, matrix: pd.DataFrame) -> np.ndarray:
+    def contributions(self, matrix: Matrix) -> np.ndarray:
         # SHAP values are additive, so the average of the boosters' parts sums to the average
         # raw score.
         parts = [np.asarray(b.predict(matrix, pred_contrib=True)) for b in self.boosters]
@@ -287,20 +291,35 @@ class LeadConversionModel:
         """The lead attributes the model reads, in model order."""
         return list(self.feature_spec.feature_names_)
 
-    def log_odds(self, leads: pd.DataFrame) -> np.ndarray:
-        """The scorer's raw log-odds (before calibration) of each lead."""
-        return self.scorer.log_odds(self.feature_spec.transform(leads))
+    def matrix(self, leads: Leads) -> Matrix:
+        """What the scorer reads for `leads` (a frame, or records as the API receives them).
 
-    def predict_proba(self, leads: pd.DataFrame) -> np.ndarray:
-        """Calibrated P(won within the horizon), one value per row of `leads` (1-D).
+        Trees read the float code array, which skips pandas for records; the linear and naive
+        Bayes scorers read the categorical frame.
+        """
+        if isinstance(self.scorer, BoostedTrees):
+            return self.feature_spec.codes(leads)
+        if isinstance(leads, pd.DataFrame):
+            return self.feature_spec.transform(leads)
+        return self.feature_spec.frame_from_codes(self.feature_spec.codes(leads))
+
+    def log_odds(self, leads: Leads) -> np.ndarray:
+        """The scorer's raw log-odds (before calibration) of each lead."""
+        return self.scorer.log_odds(self.matrix(leads))
+
+    def probability_of(self, raw: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities from raw log-odds."""
+        if self.calibration is None:
+            return _sigmoid(raw)
+        return self.calibration.probability(raw)
+
+    def predict_proba(self, leads: Leads) -> np.ndarray:
+        """Calibrated P(won within the horizon), one value per lead (1-D).
 
         `leads` holds canonical lead columns; attributes the model does not know are ignored,
         missing ones count as not given, and category values never seen in training as missing.
         """
-        raw = self.log_odds(leads)
-        if self.calibration is None:
-            return _sigmoid(raw)
-        return self.calibration.probability(raw)
+        return self.probability_of(self.log_odds(leads))
 
     def predict_frame(self, leads: pd.DataFrame) -> pd.DataFrame:
         """`lead_id`, `probability` and, once training scores are kept, `percentile`."""
@@ -316,12 +335,20 @@ class LeadConversionModel:
         score (`log_odds`). For LightGBM these are TreeSHAP values (`pred_contrib`).
 
         The calibration is increasing, so a part that raises the raw score raises the
-        probability; its size in calibrated log-odds is `calibration.slope` times as large.
+        probability; its size in calibrated log-odds is `calibration_slope` times as large.
         """
-        matrix = self.feature_spec.transform(leads)
-        parts = self.scorer.contributions(matrix)
+        parts = self.contribution_array(leads)
         index = leads["lead_id"].to_numpy() if "lead_id" in leads.columns else None
         return pd.DataFrame(parts, columns=[*self.feature_names, BASE_VALUE], index=index)
+
+    def contribution_array(self, leads: Leads) -> np.ndarray:
+        """`contributions` as an array (leads, features + 1), for frames or records."""
+        return self.scorer.contributions(self.matrix(leads))
+
+    @property
+    def calibration_slope(self) -> float:
+        """d(calibrated log-odds) / d(raw log-odds): 1 without a calibration."""
+        return 1.0 if self.calibration is None else self.calibration.slope
 
     def remember_training_scores(self, leads: pd.DataFrame) -> LeadConversionModel:
         """Keep the sorted calibrated probabilities of the training leads."""

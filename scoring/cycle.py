@@ -23,7 +23,7 @@ makes "within 30 days" finer than "within 4 or 5 weeks".
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -38,6 +38,8 @@ FloatArray = npt.NDArray[np.float64]
 Float32Array = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
 AsOf = pd.Timestamp | str | pd.Series | pd.DatetimeIndex | np.ndarray | Sequence[object] | None
+# Deals as a frame, or as records (attribute -> value per deal, as the API receives them).
+Deals = pd.DataFrame | Sequence[Mapping[str, object]]
 
 WEEK = 7
 _DAY_NS = 86_400 * 10**9
@@ -86,6 +88,17 @@ def deal_clock(created_at: pd.Series, moments: IntArray) -> FloatArray:
     return np.asarray((moments - midnight) / _DAY_NS, dtype=np.float64)
 
 
+def created_ns(deals: pd.DataFrame) -> IntArray:
+    """Each deal's `created_at` as ns since the epoch."""
+    return np.asarray(
+        deals["created_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64), dtype=np.int64
+    )
+
+
+def _take(deals: Deals, part: slice) -> Deals:
+    return deals.iloc[part] if isinstance(deals, pd.DataFrame) else deals[part]
+
+
 class HazardDesign:
     """The rows the hazard model sees: deal attributes, deal age and the calendar of the week.
 
@@ -126,20 +139,11 @@ class HazardDesign:
         ]
         return self
 
-    def attribute_matrix(self, deals: pd.DataFrame) -> Float32Array:
+    def attribute_matrix(self, deals: Deals) -> Float32Array:
         """One float32 row of attributes per deal; categories as level codes, unknown as NaN."""
         if self.spec_ is None:
             return np.zeros((len(deals), 0), dtype=np.float32)
-        frame = self.spec_.transform(deals)
-        columns = []
-        for name in frame.columns:
-            values = frame[name]
-            if isinstance(values.dtype, pd.CategoricalDtype):
-                codes = values.cat.codes.to_numpy().astype(np.float32)
-                columns.append(np.where(codes < 0, np.float32(np.nan), codes))
-            else:
-                columns.append(values.to_numpy(dtype=np.float32, na_value=np.nan))
-        return np.column_stack(columns).astype(np.float32, copy=False)
+        return self.spec_.codes(deals).astype(np.float32)
 
     def deal_score_matrix(self, attributes: Float32Array) -> FloatArray:
         """The `DEAL_SCORES` of each deal: mean raw score of each score's boosters (0 without)."""
@@ -151,7 +155,7 @@ class HazardDesign:
                 scores[:, column] = np.mean(folds, axis=0)
         return scores
 
-    def deal_matrix(self, deals: pd.DataFrame, scores: FloatArray | None = None) -> Float32Array:
+    def deal_matrix(self, deals: Deals, scores: FloatArray | None = None) -> Float32Array:
         """Attributes plus `DEAL_SCORES` (given, for out-of-fold values in training)."""
         attributes = self.attribute_matrix(deals)
         summary = self.deal_score_matrix(attributes) if scores is None else scores
@@ -191,7 +195,7 @@ class IncidenceCurve:
     lost: FloatArray
 
 
-def _mean_days(grid: FloatArray, curve: FloatArray) -> FloatArray:
+def mean_close_day(grid: FloatArray, curve: FloatArray) -> FloatArray:
     """Mean day of the closes a cumulative-incidence curve on `grid` holds; NaN when none."""
     mass = np.diff(curve, axis=1)
     total = mass.sum(axis=1)
@@ -209,9 +213,21 @@ class CycleModel(ABC):
 
     @abstractmethod
     def _incidence(
-        self, deals: pd.DataFrame, moments: IntArray, days: FloatArray
+        self, deals: Deals, created: IntArray, moments: IntArray, days: FloatArray
     ) -> tuple[FloatArray, FloatArray]:
-        """P(won), P(lost) within each of `days` after `moments`, for deals open then."""
+        """P(won), P(lost) within each of `days` after `moments`, for deals created at
+        `created` (ns) and open at `moments` (ns)."""
+
+    def incidence_from_creation(
+        self, deals: Deals, created: IntArray, days: npt.ArrayLike
+    ) -> tuple[FloatArray, FloatArray]:
+        """`cumulative_incidence` from creation for deals given as records (or a frame) with
+        their creation moments apart, in ns: the API's path, which never builds a frame."""
+        grid = np.asarray(days, dtype=np.float64).reshape(-1)
+        created = np.asarray(created, dtype=np.int64)
+        if len(deals) == 0 or len(grid) == 0:
+            return np.zeros((len(deals), len(grid))), np.zeros((len(deals), len(grid)))
+        return self._incidence(deals, created, created, grid)
 
     def cumulative_incidence(
         self,
@@ -233,7 +249,8 @@ class CycleModel(ABC):
         moments = as_of_moments(deals, as_of, age_days)
         if len(deals) == 0 or len(grid) == 0:
             return np.zeros((len(deals), len(grid))), np.zeros((len(deals), len(grid)))
-        return self._incidence(deals.reset_index(drop=True), moments, grid)
+        deals = deals.reset_index(drop=True)
+        return self._incidence(deals, created_ns(deals), moments, grid)
 
     def p_won_within(
         self,
@@ -276,7 +293,7 @@ class CycleModel(ABC):
         """
         grid = np.arange(0, (within_days or self.horizon_days) + 1, dtype=np.float64)
         won, lost = self.cumulative_incidence(deals, grid, as_of, age_days=age_days)
-        return _mean_days(grid, {"won": won, "lost": lost, "closed": won + lost}[outcome])
+        return mean_close_day(grid, {"won": won, "lost": lost, "closed": won + lost}[outcome])
 
     def predict_frame(self, leads: pd.DataFrame) -> pd.DataFrame:
         """Scores for the API and the CLI, one row per lead: `p_won_30d`, `p_won_90d`,
@@ -299,7 +316,7 @@ class CycleModel(ABC):
                         "p_won_90d": won[:, min(90, self.horizon_days)],
                         "p_won_horizon": won[:, -1],
                         "p_lost_horizon": lost[:, -1],
-                        "expected_days_to_close": _mean_days(grid, won),
+                        "expected_days_to_close": mean_close_day(grid, won),
                     }
                 )
             )
@@ -338,10 +355,9 @@ class DealCycleModel(CycleModel):
         self.horizon_days = horizon_days
 
     def weekly_hazards(
-        self, deals: pd.DataFrame, first_week: IntArray, n_weeks: int
+        self, deals: Deals, created_day: IntArray, first_week: IntArray, n_weeks: int
     ) -> tuple[FloatArray, FloatArray]:
         """P(won in week), P(lost in week) for an open deal, weeks `first_week + 0 ... n - 1`."""
-        created_day = to_days(deals["created_at"])
         deal_index = np.repeat(np.arange(len(deals)), n_weeks)
         week = first_week[deal_index] + np.tile(np.arange(n_weeks), len(deals))
         rows = self.design.rows(self.design.deal_matrix(deals), created_day, deal_index, week)
@@ -351,9 +367,10 @@ class DealCycleModel(CycleModel):
         return (closes * wins).reshape(shape), (closes * (1.0 - wins)).reshape(shape)
 
     def _incidence(
-        self, deals: pd.DataFrame, moments: IntArray, days: FloatArray
+        self, deals: Deals, created: IntArray, moments: IntArray, days: FloatArray
     ) -> tuple[FloatArray, FloatArray]:
-        start = deal_clock(deals["created_at"], moments)
+        created_day = np.floor_divide(created, _DAY_NS)
+        start = (moments - created_day * _DAY_NS) / _DAY_NS
         n_weeks = int(np.ceil(days.max() / WEEK)) + 1
         chunk = max(1, _PREDICT_ROWS // n_weeks)
         won = np.empty((len(deals), len(days)))
@@ -361,15 +378,20 @@ class DealCycleModel(CycleModel):
         for begin in range(0, len(deals), chunk):
             part = slice(begin, begin + chunk)
             won[part], lost[part] = self._incidence_chunk(
-                deals.iloc[part], start[part], days, n_weeks
+                _take(deals, part), created_day[part], start[part], days, n_weeks
             )
         return won, lost
 
     def _incidence_chunk(
-        self, deals: pd.DataFrame, start: FloatArray, days: FloatArray, n_weeks: int
+        self,
+        deals: Deals,
+        created_day: IntArray,
+        start: FloatArray,
+        days: FloatArray,
+        n_weeks: int,
     ) -> tuple[FloatArray, FloatArray]:
         first_week = np.floor(start / WEEK).astype(np.int64)
-        won_h, lost_h = self.weekly_hazards(deals, first_week, n_weeks)
+        won_h, lost_h = self.weekly_hazards(deals, created_day, first_week, n_weeks)
         n = len(deals)
         # Chance to be open at the start of each week, given open at the start of the first,
         # and the incidence of each outcome by then.
@@ -379,7 +401,7 @@ class DealCycleModel(CycleModel):
         clock = start[:, None] + np.concatenate([[0.0], days])[None, :]
         week_of = np.floor(clock / WEEK)
         index = np.clip(week_of.astype(np.int64) - first_week[:, None], 0, n_weeks - 1)
-        weekday = (to_days(deals["created_at"]) + 3) % WEEK  # 1970-01-01 was a Thursday
+        weekday = (created_day + 3) % WEEK  # 1970-01-01 was a Thursday
         share = self.profile.elapsed_share(weekday, clock - WEEK * week_of)
         rows = np.arange(n)[:, None]
         inside = open_at[rows, index] * share
@@ -414,9 +436,8 @@ class MarginalCycleModel(CycleModel):
         return np.asarray(np.concatenate([[0.0], curve])[position], dtype=np.float64)
 
     def _incidence(
-        self, deals: pd.DataFrame, moments: IntArray, days: FloatArray
+        self, deals: Deals, created: IntArray, moments: IntArray, days: FloatArray
     ) -> tuple[FloatArray, FloatArray]:
-        created = deals["created_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
         age = (moments - created) / _DAY_NS
         ahead = age[:, None] + days[None, :]
         won_now, lost_now = self._at(self.won, age)[:, None], self._at(self.lost, age)[:, None]

@@ -20,7 +20,7 @@ little to learn, which leaves the prediction near the overall log-mean, the medi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightgbm as lgb
@@ -30,6 +30,9 @@ import pandas as pd
 from sklearn.model_selection import KFold
 
 from scoring.features import FeatureSpec
+
+# Leads as a frame, or as records (attribute -> value per lead, as the API receives them).
+Leads = pd.DataFrame | Sequence[Mapping[str, object]]
 
 __all__ = ["QUANTILES", "DealValueModel", "SegmentValueModel", "ValueModel"]
 
@@ -155,13 +158,22 @@ class DealValueModel:
         if not hasattr(self, "residual_grid_"):
             raise RuntimeError("DealValueModel is not fitted; call fit first")
 
-    def log_location(self, leads: pd.DataFrame) -> FloatArray:
-        """`mu(x)`: the model's mean log amount of each lead's deal (its log-median, roughly)."""
+    def log_location(self, leads: Leads) -> FloatArray:
+        """`mu(x)`: the model's mean log amount of each lead's deal (its log-median, roughly).
+
+        `leads` is a frame or records (attribute -> value per lead, as the API receives them).
+        """
         self._check_fitted()
         if self.booster_ is None or self.feature_spec_ is None:
             return np.full(len(leads), self.log_mean_)
-        matrix = self.feature_spec_.transform(leads)
+        matrix = self.feature_spec_.codes(leads)
         return np.asarray(self.booster_.predict(matrix, num_iteration=self.n_trees_), dtype=float)
+
+    def value_summary(self, leads: Leads) -> FloatArray:
+        """P10, P50, P90 and mean amount of each lead's deal if won, shape (leads, 4)."""
+        location = self.log_location(leads)
+        amounts = np.exp(location[:, None] + self.residual_quantile(QUANTILES)[None, :])
+        return np.column_stack([amounts, np.exp(location) * self.smearing_])
 
     def residual_quantile(self, levels: Sequence[float] | FloatArray) -> FloatArray:
         """Quantiles of the log-scale residual at `levels` (monotone in the level)."""
@@ -249,21 +261,28 @@ class SegmentValueModel:
         """P10, P50, P90 and mean of amounts."""
         return np.append(np.quantile(amount, QUANTILES), amount.mean())
 
-    def _summaries(self, leads: pd.DataFrame) -> FloatArray:
+    def value_summary(self, leads: Leads) -> FloatArray:
+        """P10, P50, P90 and mean amount of each lead's deal if won, shape (leads, 4).
+
+        `leads` is a frame or records (attribute -> value per lead, as the API receives them).
+        """
         if not hasattr(self, "overall_"):
             raise RuntimeError("SegmentValueModel is not fitted; call fit first")
         if self.column_ is None or self.feature_spec_ is None:
             return np.tile(self.overall_, (len(leads), 1))
-        levels = self.feature_spec_.transform(leads)[self.column_].astype(object).to_numpy()
+        spec = self.feature_spec_
+        codes = spec.codes(leads)[:, spec.feature_names_.index(self.column_)]
+        names = spec.categories_[self.column_]
+        levels = [names[int(code)] if code == code else None for code in codes]
         return np.stack([self.levels_.get(str(level), self.overall_) for level in levels])
 
     def predict_quantiles(self, leads: pd.DataFrame) -> FloatArray:
         """P10/P50/P90 amounts, shape (leads, 3)."""
-        return self._summaries(leads)[:, : len(QUANTILES)]
+        return self.value_summary(leads)[:, : len(QUANTILES)]
 
     def predict_frame(self, leads: pd.DataFrame) -> pd.DataFrame:
         """`lead_id`, `value_p10`, `value_p50`, `value_p90`, `value_mean` (amount if won)."""
-        summary = self._summaries(leads)
+        summary = self.value_summary(leads)
         ids = leads["lead_id"].to_numpy() if "lead_id" in leads else leads.index.to_numpy()
         columns = ["value_p10", "value_p50", "value_p90", "value_mean"]
         frame = pd.DataFrame(summary, columns=columns)

@@ -1,0 +1,65 @@
+"""The API's one error shape, and the exception that produces it.
+
+Every error response, whatever its cause (a bad key, a malformed body, a missing model), is
+`{"error": {"code": ..., "message": ..., "details": [...]}}` with the status code of the problem.
+Routes and dependencies raise `ApiError`; the app's exception handlers turn it (and FastAPI's
+own validation and HTTP errors) into that shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorDetail(BaseModel):
+    """One problem: where it is (a path into the request) and what is wrong."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    location: list[str | int] = Field(
+        default_factory=list, description="Path to the offending field, e.g. body/leads/3/lead_id"
+    )
+    message: str
+    lead_id: str | None = Field(default=None, description="The lead concerned, when known")
+
+
+class ErrorBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(description="Machine-readable code, e.g. unauthorized, invalid_request")
+    message: str = Field(description="What went wrong and how to fix it, for a person")
+    details: list[ErrorDetail] = Field(default_factory=list)
+
+
+class ErrorResponse(BaseModel):
+    """The shape of every error the API returns."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    error: ErrorBody
+
+
+class ApiError(Exception):
+    """An error the API answers with `status` and the one error shape."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: list[ErrorDetail] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or []
+        self.headers = headers
+
+    def body(self) -> dict[str, Any]:
+        return ErrorResponse(
+            error=ErrorBody(code=self.code, message=self.message, details=self.details)
+        ).model_dump(exclude_none=True)
