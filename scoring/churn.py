@@ -33,6 +33,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from scoring.features import FeatureSpec
+from scoring.predict_threads import predict_options
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -245,7 +246,9 @@ class ChurnModel:
         columns = []
         for bucket in range(min(n_buckets, self.last_bucket_ + 1)):
             rows[:, -1] = bucket
-            logit = self.booster_.predict(rows, num_iteration=self.n_trees_, raw_score=True)
+            logit = self.booster_.predict(
+                rows, num_iteration=self.n_trees_, raw_score=True, **predict_options()
+            )
             # -log(1 - sigmoid(z)) = log(1 + exp(z)): the bucket's cumulative hazard.
             columns.append(np.logaddexp(0.0, logit + self.base_logit_[bucket]))
         return np.column_stack(columns)

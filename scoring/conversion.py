@@ -27,6 +27,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
 from scoring.features import FeatureSpec
+from scoring.predict_threads import predict_options
 
 Kind = Literal["lightgbm", "logistic_regression", "naive_bayes"]
 KINDS: tuple[Kind, ...] = ("lightgbm", "logistic_regression", "naive_bayes")
@@ -107,13 +108,19 @@ class BoostedTrees:
     boosters: tuple[lgb.Booster, ...]
 
     def log_odds(self, matrix: Matrix) -> np.ndarray:
-        scores = [np.asarray(b.predict(matrix, raw_score=True)) for b in self.boosters]
+        scores = [
+            np.asarray(b.predict(matrix, raw_score=True, **predict_options()))
+            for b in self.boosters
+        ]
         return np.asarray(np.mean(scores, axis=0), dtype=np.float64)
 
     def contributions(self, matrix: Matrix) -> np.ndarray:
         # SHAP values are additive, so the average of the boosters' parts sums to the average
         # raw score.
-        parts = [np.asarray(b.predict(matrix, pred_contrib=True)) for b in self.boosters]
+        parts = [
+            np.asarray(b.predict(matrix, pred_contrib=True, **predict_options()))
+            for b in self.boosters
+        ]
         return np.asarray(np.mean(parts, axis=0), dtype=np.float64)
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +33,7 @@ import pandas as pd
 
 from scoring.calendar_features import SPAN_FEATURES, WeekProfile, span_calendar, to_days
 from scoring.features import FeatureSpec
+from scoring.predict_threads import predict_options
 
 FloatArray = npt.NDArray[np.float64]
 Float32Array = npt.NDArray[np.float32]
@@ -54,7 +55,9 @@ _SCORES = ["p_won_30d", "p_won_90d", "p_won_horizon", "p_lost_horizon", "expecte
 class Booster(Protocol):
     """What the models need of a fitted LightGBM booster."""
 
-    def predict(self, data: Float32Array, *, raw_score: bool = False) -> npt.ArrayLike: ...
+    def predict(
+        self, data: Float32Array, *, raw_score: bool = False, **options: Any
+    ) -> npt.ArrayLike: ...
 
 
 def as_of_moments(deals: pd.DataFrame, as_of: AsOf, age_days: npt.ArrayLike | None) -> IntArray:
@@ -151,7 +154,10 @@ class HazardDesign:
         for column, name in enumerate(DEAL_SCORES):
             boosters = self.deal_scores_.get(name, ())
             if boosters:
-                folds = [np.asarray(b.predict(attributes, raw_score=True)) for b in boosters]
+                folds = [
+                    np.asarray(b.predict(attributes, raw_score=True, **predict_options()))
+                    for b in boosters
+                ]
                 scores[:, column] = np.mean(folds, axis=0)
         return scores
 
@@ -361,8 +367,8 @@ class DealCycleModel(CycleModel):
         deal_index = np.repeat(np.arange(len(deals)), n_weeks)
         week = first_week[deal_index] + np.tile(np.arange(n_weeks), len(deals))
         rows = self.design.rows(self.design.deal_matrix(deals), created_day, deal_index, week)
-        closes = np.asarray(self.closing.predict(rows), dtype=np.float64)
-        wins = np.asarray(self.winning.predict(rows), dtype=np.float64)
+        closes = np.asarray(self.closing.predict(rows, **predict_options()), dtype=np.float64)
+        wins = np.asarray(self.winning.predict(rows, **predict_options()), dtype=np.float64)
         shape = (len(deals), n_weeks)
         return (closes * wins).reshape(shape), (closes * (1.0 - wins)).reshape(shape)
 
