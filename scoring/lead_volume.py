@@ -35,7 +35,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from scoring.errors import FunnelcastInputError
 from scoring.funnel import Funnel
 from scoring.lead_volume_forecaster import (
     ALL,
@@ -43,6 +42,7 @@ from scoring.lead_volume_forecaster import (
     FloatArray,
     IntArray,
     VolumeForecaster,
+    creation_history,
     epoch_day,
     from_epoch_day,
     one_blas_thread,
@@ -58,7 +58,7 @@ from scoring.lead_volume_regression import (
     fit_share,
     fit_total,
 )
-from scoring.periods import MICROS_PER_DAY, NAT_MICROS, Freq, to_micros
+from scoring.periods import Freq
 
 __all__ = [
     "ALL",
@@ -131,18 +131,7 @@ class LeadVolumeModel(VolumeForecaster[_Segment]):
     def fit(self, funnel: Funnel, until: date | None = None) -> LeadVolumeModel:
         """Fit on the leads created up to `until` (default: the last creation day); days up to
         `until` without a lead count as days without leads."""
-        if not funnel.dated or "created_at" not in funnel.leads.columns:
-            raise FunnelcastInputError("lead volume needs lead creation dates (created_at)")
-        micros = to_micros(funnel.leads["created_at"])
-        days = micros // MICROS_PER_DAY
-        known = micros != NAT_MICROS
-        if not known.any():
-            raise FunnelcastInputError("lead volume needs leads with a creation date")
-        last = epoch_day(until) if until is not None else int(days[known].max())
-        kept = known & (days <= last)
-        if not kept.any():
-            raise FunnelcastInputError(f"lead volume: no lead was created by {until}")
-        first = int(days[kept].min())
+        days, kept, first, last = creation_history(funnel, until)
         length, spacing = last - first + 1, self.changepoint_days
         # A month seen once cannot be told apart from the trend of that stretch (a ramp-up, a
         # campaign): only months the history covers twice (56 days) get an effect.

@@ -24,11 +24,12 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from scoring.errors import FunnelcastInputError
 from scoring.funnel import LEAD_COLUMNS, Funnel
-from scoring.periods import FREQS, Freq
+from scoring.periods import FREQS, MICROS_PER_DAY, NAT_MICROS, Freq, to_micros
 from scoring.segments import column_matches
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 ALL = "all"
 QUANTILES = (0.1, 0.5, 0.9)
@@ -81,6 +82,27 @@ def as_freq(text: object) -> Freq:
         if text == freq:
             return freq
     raise FunnelcastInputError(f"freq must be one of {', '.join(FREQS)}, not {text!r}")
+
+
+def creation_history(funnel: Funnel, until: date | None) -> tuple[IntArray, BoolArray, int, int]:
+    """Each lead's creation epoch day, which leads the history up to `until` keeps, and the
+    history's first and last day (`until`, default the last creation day).
+
+    Raises:
+        FunnelcastInputError: when no lead has a creation date up to `until`.
+    """
+    if not funnel.dated or "created_at" not in funnel.leads.columns:
+        raise FunnelcastInputError("lead volume needs lead creation dates (created_at)")
+    micros = to_micros(funnel.leads["created_at"])
+    days = np.asarray(micros // MICROS_PER_DAY, dtype=np.int64)
+    known = micros != NAT_MICROS
+    if not known.any():
+        raise FunnelcastInputError("lead volume needs leads with a creation date")
+    last = epoch_day(until) if until is not None else int(days[known].max())
+    kept = known & (days <= last)
+    if not kept.any():
+        raise FunnelcastInputError(f"lead volume: no lead was created by {until}")
+    return days, np.asarray(kept), int(days[kept].min()), last
 
 
 def pick_segment_columns(funnel: Funnel, max_levels: int) -> list[str]:

@@ -8,15 +8,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from funnelcast.cli import app
 from scoring.contract import read_canonical
 from scoring.funnel import Funnel
+from scoring.lead_volume_naive import SeasonalNaiveVolume
+from scoring.registry import ModelReference, load_model
 from scoring.settings import Settings
 from scoring.store import FunnelStore
 from scoring.synthetic import generate_funnel, write_funnel
+from tests.model.test_lead_volume import step_funnel
 from training.pipeline import ModelOutcome, gate, train_models
 from training.tracking import configure
 
@@ -154,3 +158,20 @@ def test_undated_data_skips_time_models_with_a_message(trained_home: TrainedHome
     for name in ("deal-cycle", "lead-volume", "churn"):
         assert outcomes[name].status == "skipped"
         assert outcomes[name].message
+
+
+def test_a_seasonal_naive_champion_is_registered_and_served(trained_home: TrainedHome) -> None:
+    # A history ending in a level shift: the seasonal naive beats the count regression, so it
+    # is what gets logged, registered and (through the gate) made champion.
+    [outcome] = train_models(step_funnel(seed=0), ["lead-volume"], seed=0, promote=True)
+    assert outcome.result is not None and outcome.version is not None
+    assert outcome.result.params["model_kind"] == "seasonal_naive"
+    decision = outcome.decision
+    assert decision is not None and decision.passed, decision and decision.explain()
+    model, version = load_model(ModelReference.parse("lead-volume"), mlflow.get_tracking_uri())
+    assert isinstance(model, SeasonalNaiveVolume) and version == outcome.version
+    rows = model.predict_frame(pd.DataFrame({"period_start": ["2026-01-01"]}))
+    assert rows["p50"][0] > 0
+    regression = trained_home.outcomes["lead-volume"].version
+    assert regression is not None
+    mlflow.MlflowClient().set_registered_model_alias("lead-volume", "champion", regression)
