@@ -5,79 +5,46 @@ split from `split_labelled` (time when dated, stratified random when not). Only 
 slice is used for fitting, early stopping, calibration and `--tune`; the three candidates are
 then scored on the evaluation slice, and the best by ROC-AUC is the champion (DESIGN §4).
 
-LightGBM is cross-fitted: the training slice is cut into validation folds (stratified folds
-when undated; one time-later fold when dated, since the future is what the model will meet).
-Each fold model stops early on its own validation fold; the Platt calibration is fitted on
-those validation predictions, which no tree saw. Undated data keeps the fold models as an
-averaged ensemble; dated data refits on the whole slice with the stopped iteration count, so
-the most recent leads are not left out of the model.
+The candidates are fitted in `training.lead_conversion_candidates`, `--tune` searches in
+`training.lead_conversion_tuning`; this module splits, judges and reports.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.model_selection import train_test_split
 
-from scoring.conversion import (
-    BASE_VALUE,
-    BinnedNaiveBayes,
-    BoostedTrees,
-    LeadConversionModel,
-    LinearScorer,
-    NaiveBayesScorer,
-    PlattCalibration,
-    logistic_regression_pipeline,
-)
+from scoring.conversion import BASE_VALUE, LeadConversionModel
 from scoring.errors import FunnelcastInputError
 from scoring.features import FeatureSpec
 from scoring.funnel import Funnel
+from training.lead_conversion_candidates import (
+    LOGISTIC_C,
+    fit_lightgbm,
+    fit_logistic_regression,
+    fit_naive_bayes,
+    lightgbm_settings,
+    validation_folds,
+)
+from training.lead_conversion_tuning import held_out_auc, tune_lightgbm_params
 from training.metrics import classification_figures, classification_metrics
 from training.result import Evaluation, TrainingResult
 from training.splits import Split, conversion_labels, split_labelled
 
-# Defaults for small tabular funnels (thousands to a million leads): a moderate learning rate
-# stopped early, small trees whose leaf values shrink towards their parent's (path_smooth),
-# half the features per tree, and smoothing of categorical splits so that a level needs real
-# support before it gets its own branch. Chosen by a random search with cross-validation on
-# X Education (the tuned LightGBM level there, for no tuning cost). No class reweighting:
-# plain log loss keeps the probabilities honest, and the calibration fixes what is left.
-DEFAULT_LIGHTGBM_PARAMS: dict[str, Any] = {
-    "objective": "binary",
-    "learning_rate": 0.05,
-    "num_leaves": 11,
-    "min_child_samples": 10,
-    "feature_fraction": 0.5,
-    "lambda_l2": 1.0,
-    "path_smooth": 20.0,
-    "cat_smooth": 5.0,
-    "cat_l2": 10.0,
-    "min_data_per_group": 20,
-    "max_cat_to_onehot": 4,
-    "max_bin": 255,
-    # One thread: on funnels this size threads cost more than they save, and on a busy
-    # machine OpenMP's spinning threads make training 10-30 times slower. Raise it for
-    # millions of leads; results are reproducible for a given thread count.
-    "num_threads": 1,
-}
-_FIXED_LIGHTGBM_PARAMS: dict[str, Any] = {
-    "verbosity": -1,
-    "deterministic": True,
-    "force_col_wise": True,
-}
-MAX_ROUNDS = 5000
-EARLY_STOPPING_ROUNDS = 50
-CV_FOLDS = 5
-VALIDATION_SHARE = 0.2
-LOGISTIC_C = 1.0
+__all__ = [
+    "ConversionResult",
+    "choose_champion",
+    "evaluate_lead_conversion",
+    "settled_horizon_days",
+    "train_lead_conversion",
+    "train_lead_conversion_result",
+]
+
 # Champion choice: a higher ROC-AUC wins unless the two are within this of each other, when
 # the lower Brier score decides (an AUC difference that small is noise on these data sizes).
 AUC_TIE = 0.002
@@ -115,132 +82,6 @@ class ConversionResult:
     @property
     def champion_kind(self) -> str:
         return self.champion.kind
-
-
-Folds = list[tuple[np.ndarray, np.ndarray]]
-
-
-def validation_folds(train: pd.DataFrame, dated: bool, seed: int) -> tuple[Folds, str]:
-    """Fit/validation row positions inside the training slice, and their description.
-
-    Dated data gets one fold: the latest `VALIDATION_SHARE` of leads by creation. When that
-    fold lacks either outcome (too few wins to stop or calibrate on), or the data is undated,
-    stratified folds are used instead.
-    """
-    won = train["label"].to_numpy()
-    if dated and "created_at" in train.columns:
-        order = np.argsort(train["created_at"].to_numpy(), kind="stable")
-        cut = round(len(order) * (1 - VALIDATION_SHARE))
-        early, late = np.sort(order[:cut]), np.sort(order[cut:])
-        late_wins = int(won[late].sum())
-        if min(late_wins, len(late) - late_wins) >= 10 and 0 < won[early].sum() < len(early):
-            return [(early, late)], "time-later validation fold (last 20 % of the training slice)"
-    minority = int(min(won.sum(), len(won) - won.sum()))
-    n_folds = min(CV_FOLDS, minority)
-    if n_folds < 2:
-        raise FunnelcastInputError("the training slice needs at least two won and two other leads")
-    splitter = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
-    folds = [(np.asarray(a), np.asarray(b)) for a, b in splitter.split(np.zeros(len(won)), won)]
-    return folds, f"{n_folds} stratified validation folds"
-
-
-def lightgbm_settings(params: Mapping[str, Any] | None = None, seed: int = 0) -> dict[str, Any]:
-    """Full LightGBM parameters: defaults, then `params`, then the fixed reproducibility ones."""
-    return {**DEFAULT_LIGHTGBM_PARAMS, **(params or {}), **_FIXED_LIGHTGBM_PARAMS, "seed": seed}
-
-
-def _boost(
-    settings: dict[str, Any],
-    matrix: pd.DataFrame,
-    won: np.ndarray,
-    fit: np.ndarray,
-    stop_on: np.ndarray | None,
-    rounds: int = MAX_ROUNDS,
-) -> lgb.Booster:
-    """One booster on rows `fit`, stopped early on rows `stop_on` (when given)."""
-    data = lgb.Dataset(matrix.iloc[fit], won[fit], free_raw_data=True)
-    if stop_on is None:
-        return lgb.train(settings, data, num_boost_round=rounds)
-    valid = lgb.Dataset(matrix.iloc[stop_on], won[stop_on], reference=data)
-    booster = lgb.train(
-        settings,
-        data,
-        num_boost_round=rounds,
-        valid_sets=[valid],
-        callbacks=[
-            lgb.early_stopping(EARLY_STOPPING_ROUNDS, first_metric_only=True, verbose=False)
-        ],
-    )
-    # Keep only the trees up to the best iteration: no later caller can predict with the rest.
-    return lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
-
-
-def cross_fit_lightgbm(
-    settings: dict[str, Any], matrix: pd.DataFrame, won: np.ndarray, folds: Folds
-) -> tuple[list[lgb.Booster], np.ndarray, np.ndarray]:
-    """Fold boosters, and the held-out raw scores with the rows they belong to."""
-    boosters, held_out, rows = [], [], []
-    for fit, validate in folds:
-        booster = _boost(settings, matrix, won, fit, validate)
-        boosters.append(booster)
-        held_out.append(np.asarray(booster.predict(matrix.iloc[validate], raw_score=True)))
-        rows.append(validate)
-    return boosters, np.concatenate(held_out), np.concatenate(rows)
-
-
-def fit_lightgbm(
-    spec: FeatureSpec,
-    train: pd.DataFrame,
-    folds: Folds,
-    settings: dict[str, Any],
-    horizon_days: int,
-) -> LeadConversionModel:
-    """Cross-fitted, calibrated LightGBM (see the module docstring)."""
-    matrix = spec.transform(train)
-    won = train["label"].to_numpy()
-    boosters, held_out, rows = cross_fit_lightgbm(settings, matrix, won, folds)
-    calibration = PlattCalibration.fit(held_out, won[rows])
-    iterations = [b.current_iteration() for b in boosters]
-    if len(folds) == 1:
-        fit_share = len(folds[0][0]) / len(matrix)
-        # More rows support more rounds at the same learning rate; scale gently.
-        rounds = max(1, round(iterations[0] / math.sqrt(fit_share)))
-        boosters = [_boost(settings, matrix, won, np.arange(len(matrix)), None, rounds)]
-    params = {**settings, "fold_iterations": iterations, "trees": [b.num_trees() for b in boosters]}
-    return LeadConversionModel(
-        "lightgbm", spec, BoostedTrees(tuple(boosters)), horizon_days, calibration, params
-    )
-
-
-def fit_logistic_regression(
-    spec: FeatureSpec, train: pd.DataFrame, horizon_days: int, seed: int
-) -> LeadConversionModel:
-    """The linear baseline, fitted on log loss: its own probabilities are its calibration."""
-    pipeline = logistic_regression_pipeline(spec, c=LOGISTIC_C, seed=seed)
-    pipeline.fit(spec.transform(train), train["label"].to_numpy())
-    params = {"C": LOGISTIC_C, "encoding": "one-hot, median impute + missing flag, scaled"}
-    return LeadConversionModel(
-        "logistic_regression", spec, LinearScorer(pipeline), horizon_days, None, params
-    )
-
-
-def fit_naive_bayes(
-    spec: FeatureSpec, train: pd.DataFrame, folds: Folds, horizon_days: int
-) -> LeadConversionModel:
-    """Binned naive Bayes; its over-confident log-odds are Platt-calibrated on held-out folds."""
-    matrix = spec.transform(train)
-    won = train["label"].to_numpy()
-    held_out, rows = [], []
-    for fit, validate in folds:
-        fold_model = BinnedNaiveBayes().fit(matrix.iloc[fit], won[fit])
-        held_out.append(fold_model.decision_function(matrix.iloc[validate]))
-        rows.append(validate)
-    calibration = PlattCalibration.fit(np.concatenate(held_out), won[np.concatenate(rows)])
-    model = BinnedNaiveBayes().fit(matrix, won)
-    params = {"n_bins": model.n_bins, "alpha": model.alpha}
-    return LeadConversionModel(
-        "naive_bayes", spec, NaiveBayesScorer(model), horizon_days, calibration, params
-    )
 
 
 def choose_champion(metrics: Mapping[str, Mapping[str, float]]) -> str:
@@ -349,7 +190,7 @@ def train_lead_conversion(
     if tune:
         say(f"tuning LightGBM for up to {tune_seconds:.0f} s")
         found, tuning = tune_lightgbm_params(
-            lambda params: _held_out_auc(spec, train, folds, lightgbm_settings(params, seed)),
+            lambda params: held_out_auc(spec, train, folds, lightgbm_settings(params, seed)),
             base=chosen, seconds=tune_seconds, seed=seed,
         )  # fmt: skip
         chosen = {**chosen, **found}
@@ -400,60 +241,6 @@ def train_lead_conversion(
         },
     )
 
-
-# The tuning search space: values around the defaults that matter most on small funnels.
-TUNING_GRID: dict[str, tuple[Any, ...]] = {
-    "learning_rate": (0.02, 0.03, 0.05, 0.08),
-    "num_leaves": (7, 11, 15, 23, 31),
-    "min_child_samples": (10, 20, 30, 50, 100),
-    "feature_fraction": (0.5, 0.6, 0.7, 0.8, 0.9),
-    "lambda_l2": (0.0, 1.0, 3.0, 10.0),
-    "cat_smooth": (1.0, 5.0, 10.0, 20.0, 50.0),
-    "min_data_per_group": (5, 10, 20, 50, 100),
-    "path_smooth": (0.0, 1.0, 10.0, 20.0),
-}
-
-
-def tune_lightgbm_params(
-    held_out_auc: Callable[[dict[str, Any]], float],
-    base: Mapping[str, Any],
-    seconds: float,
-    seed: int,
-    max_trials: int = 50,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Random search over `TUNING_GRID`, judged by `held_out_auc`, within a time budget.
-
-    The starting settings are tried first, so tuning can only replace them with something
-    better on the training slice's validation folds. Which settings win depends on how many
-    trials fit in the budget, so a tuned run is reproducible only on equally fast machines.
-
-    Returns:
-        The best settings found and a record of the search (trials, best AUC, seconds).
-    """
-    rng = np.random.default_rng(seed)
-    started = time.monotonic()
-    best, best_auc = dict(base), held_out_auc(dict(base))
-    trials = 1
-    while trials < max_trials and time.monotonic() - started < seconds:
-        trial = {**base, **{k: v[rng.integers(len(v))] for k, v in TUNING_GRID.items()}}
-        auc = held_out_auc(trial)
-        trials += 1
-        if auc > best_auc:
-            best, best_auc = trial, auc
-    record = {"trials": trials, "held_out_auc": best_auc, "seconds": time.monotonic() - started}
-    return best, record
-
-
-def _held_out_auc(
-    spec: FeatureSpec, train: pd.DataFrame, folds: Folds, settings: dict[str, Any]
-) -> float:
-    """ROC-AUC of cross-fitted LightGBM on its validation folds (the tuning objective)."""
-    won = train["label"].to_numpy()
-    _, held_out, rows = cross_fit_lightgbm(settings, spec.transform(train), won, folds)
-    return float(roc_auc_score(won[rows], held_out))
-
-
-# --- the pipeline's interface (training.pipeline logs, registers and gates what these return) ---
 
 NAME = "lead-conversion"
 
