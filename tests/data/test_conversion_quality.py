@@ -41,19 +41,22 @@ def test_x_education_champion_beats_logistic_regression(real_data_dir: Path) -> 
 
 def test_olist_later_mqls_are_ranked(real_data_dir: Path) -> None:
     funnel = mapped_funnel(real_data_dir, "olist")
-    # With the mapping's 365-day horizon, the MQLs of the last months have been observed for
-    # only 167 days: just their wins are settled, so the evaluation slice would be all wins.
-    with pytest.raises(FunnelcastInputError, match="horizon"):
-        train_lead_conversion(funnel, seed=0)
-    # Evaluate "won within 167 days" instead: every MQL has been observed that long, so all
+    # The mapping's 90-day horizon is below the 167 days every MQL has been observed, so all
     # 8,000 are labelled and none counts as lost before its horizon passed.
-    horizon = settled_horizon_days(funnel)
-    assert horizon == 167
-    result = train_lead_conversion(funnel, seed=0, horizon_days=horizon)
+    assert funnel.horizon_days <= settled_horizon_days(funnel) == 167
+    result = train_lead_conversion(funnel, seed=0)
     assert result.rows["excluded_unsettled"] == 0 and result.rows["leads"] == 8000
     assert result.split_kind == "time"
     assert 0.05 < result.evaluation_labels.mean() < 0.2
     assert result.metrics[result.champion_kind]["roc_auc"] >= 0.68, result.metrics
+
+
+def test_a_horizon_longer_than_observed_is_refused_with_a_hint(real_data_dir: Path) -> None:
+    # At 365 days, the MQLs of the last months are settled only when won: the evaluation
+    # slice would be all wins, and the error says to shorten the horizon.
+    funnel = mapped_funnel(real_data_dir, "olist")
+    with pytest.raises(FunnelcastInputError, match="horizon"):
+        train_lead_conversion(funnel, seed=0, horizon_days=365)
 
 
 def test_maven_closed_deals_carry_no_win_signal(real_data_dir: Path) -> None:

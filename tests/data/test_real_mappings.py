@@ -60,7 +60,7 @@ def test_olist_counts_match_source(real_data_dir: Path) -> None:
     assert funnel.leads["outcome"].value_counts().to_dict() == {"open": 7158, "won": 842}
     assert report(data, "clamp_closed_before_created") == 1
     assert (funnel.leads["closed_at"] >= funnel.leads["created_at"]).sum() == 842
-    assert funnel.horizon_days == 365
+    assert funnel.horizon_days == 90  # the mapping says why
     assert funnel.observed_until == pd.Timestamp("2018-11-14 18:04:19")
     assert funnel.features == ("landing_page_id", "origin")
     assert set(funnel.attribute_columns) == {"landing_page_id", "origin"}
