@@ -8,6 +8,8 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
+import sys
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +17,8 @@ from typing import Any
 import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.utils.logging_utils import disable_logging
 
 from scoring.pyfunc import FunnelPyfunc
 from scoring.registry import CHAMPION, FramePredictor
@@ -43,8 +46,7 @@ class Candidate:
 def configure(settings: Settings) -> mlflow.MlflowClient:
     """Point MLflow at funnelcast's tracking store; artifacts go to `mlartifacts/` in the home."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    # MLflow's INFO/WARNING lines (cloudpickle notice, schema validation) drown the report.
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    _quiet_mlflow()
     settings.home.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
@@ -57,6 +59,42 @@ def configure(settings: Settings) -> mlflow.MlflowClient:
         experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
     return mlflow.MlflowClient()
+
+
+def _quiet_mlflow() -> None:
+    """Keep MLflow's notices out of the training report, and its errors in.
+
+    MLflow prints events ("Successfully registered model ...", "Created version ...") to its
+    own logging stream, which its loggers write to as well; its INFO/WARNING lines (cloudpickle
+    notice, schema validation) would drown the report. The stream is switched off, and the
+    `mlflow` logger gets a stderr handler of its own for ERROR and above. Failures raise
+    `MlflowException` whatever the stream says.
+    """
+    disable_logging()  # type: ignore[no-untyped-call]
+    logger = logging.getLogger("mlflow")
+    logger.setLevel(logging.ERROR)
+    if not any(isinstance(h, _MlflowErrors) for h in logger.handlers):
+        logger.addHandler(_MlflowErrors())
+
+
+class _MlflowErrors(logging.StreamHandler):  # type: ignore[type-arg]
+    """MLflow's ERROR records on stderr, while MLflow's own stream is switched off."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.setLevel(logging.ERROR)
+        self.setFormatter(logging.Formatter("mlflow %(levelname)s: %(message)s"))
+
+
+def _signature(example: pd.DataFrame, output: pd.DataFrame) -> ModelSignature:
+    """The signature of `example` → `output`. MLflow hints that integer columns cannot hold
+    missing values: the example's integer columns are already declared float, and the integer
+    outputs (lead counts) are never missing, so the hint is noise here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="Hint: Inferred schema contains integer column", category=UserWarning
+        )
+        return infer_signature(example, output)
 
 
 def pip_requirements() -> list[str]:
@@ -92,7 +130,7 @@ def log_candidate(candidate: Candidate, run_name: str | None = None) -> str:
             example = example.astype(dict.fromkeys(ints, "float64"))
         signature = None
         if example is not None:
-            signature = infer_signature(example, candidate.model.predict_frame(example))
+            signature = _signature(example, candidate.model.predict_frame(example))
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=FunnelPyfunc(candidate.model),
