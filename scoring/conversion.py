@@ -26,6 +26,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
+from scoring.fast_predict import averaged_booster, predict_array
 from scoring.features import FeatureSpec
 from scoring.predict_threads import predict_options
 
@@ -108,11 +109,21 @@ class BoostedTrees:
     boosters: tuple[lgb.Booster, ...]
 
     def log_odds(self, matrix: Matrix) -> np.ndarray:
+        if isinstance(matrix, np.ndarray):  # one call on the merged folds (see fast_predict)
+            return predict_array(self.averaged(), matrix, raw_score=True)
         scores = [
             np.asarray(b.predict(matrix, raw_score=True, **predict_options()))
             for b in self.boosters
         ]
         return np.asarray(np.mean(scores, axis=0), dtype=np.float64)
+
+    def averaged(self) -> lgb.Booster:
+        """The boosters merged into one whose raw score is their mean (built once)."""
+        merged: lgb.Booster | None = self.__dict__.get("_averaged")
+        if merged is None:
+            merged = averaged_booster(self.boosters)
+            object.__setattr__(self, "_averaged", merged)  # a cache on a frozen dataclass
+        return merged
 
     def contributions(self, matrix: Matrix) -> np.ndarray:
         # SHAP values are additive, so the average of the boosters' parts sums to the average

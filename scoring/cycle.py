@@ -22,6 +22,7 @@ makes "within 30 days" finer than "within 4 or 5 weeks".
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from scoring.calendar_features import SPAN_FEATURES, WeekProfile, span_calendar, to_days
+from scoring.fast_predict import averaged_booster, predict_array
 from scoring.features import FeatureSpec
 from scoring.predict_threads import predict_options
 
@@ -98,6 +100,20 @@ def created_ns(deals: pd.DataFrame) -> IntArray:
     )
 
 
+@functools.lru_cache(maxsize=256)
+def _week_calendar(first_day: int, n_days: int) -> dict[str, Float32Array]:
+    """The calendar of the week starting on each of `n_days` days from `first_day`.
+
+    Deal-weeks start on few distinct days (a batch of a million leads spans a few years of
+    days), so the calendar is computed once per day and gathered; leads created the same day
+    share it across requests. Read-only: it is shared.
+    """
+    calendar = span_calendar(np.arange(first_day, first_day + n_days, dtype=np.int64), WEEK)
+    for values in calendar.values():
+        values.setflags(write=False)
+    return calendar
+
+
 def _take(deals: Deals, part: slice) -> Deals:
     return deals.iloc[part] if isinstance(deals, pd.DataFrame) else deals[part]
 
@@ -149,7 +165,31 @@ class HazardDesign:
         return self.spec_.codes(deals).astype(np.float32)
 
     def deal_score_matrix(self, attributes: Float32Array) -> FloatArray:
-        """The `DEAL_SCORES` of each deal: mean raw score of each score's boosters (0 without)."""
+        """The `DEAL_SCORES` of each deal: mean raw score of each score's boosters (0 without).
+
+        The fold boosters of each score are merged into one (`averaged_booster`: the same
+        mean in one predict call instead of one per fold), once per set of boosters.
+        """
+        scores = np.zeros((len(attributes), len(DEAL_SCORES)))
+        for column, name in enumerate(DEAL_SCORES):
+            boosters = self.deal_scores_.get(name, ())
+            if boosters:
+                scores[:, column] = predict_array(
+                    self._averaged(name, boosters), attributes, raw_score=True
+                )
+        return scores
+
+    def _averaged(self, name: str, boosters: tuple[Booster, ...]) -> Booster:
+        cache: dict[str, tuple[tuple[int, ...], Booster]] = self.__dict__.setdefault(
+            "_averaged_scores", {}
+        )
+        key = tuple(id(b) for b in boosters)
+        if name not in cache or cache[name][0] != key:
+            cache[name] = (key, averaged_booster(boosters))
+        return cache[name][1]
+
+    def _deal_score_matrix_by_fold(self, attributes: Float32Array) -> FloatArray:
+        """`deal_score_matrix` predicting fold by fold (the reference the merge is held to)."""
         scores = np.zeros((len(attributes), len(DEAL_SCORES)))
         for column, name in enumerate(DEAL_SCORES):
             boosters = self.deal_scores_.get(name, ())
@@ -186,9 +226,11 @@ class HazardDesign:
         matrix[:, width] = age
         matrix[:, width + 1] = log_age - deals[deal_index, won_days]
         matrix[:, width + 2] = log_age - deals[deal_index, lost_days]
-        calendar = span_calendar(created_day[deal_index] + WEEK * week, WEEK)
+        starts = created_day[deal_index] + WEEK * week
+        first = int(starts.min()) if len(starts) else 0
+        calendar = _week_calendar(first, int(starts.max()) - first + 1 if len(starts) else 1)
         for offset, name in enumerate(SPAN_FEATURES, start=width + 3):
-            matrix[:, offset] = calendar[name]
+            matrix[:, offset] = calendar[name][starts - first]
         return matrix
 
 
@@ -367,8 +409,8 @@ class DealCycleModel(CycleModel):
         deal_index = np.repeat(np.arange(len(deals)), n_weeks)
         week = first_week[deal_index] + np.tile(np.arange(n_weeks), len(deals))
         rows = self.design.rows(self.design.deal_matrix(deals), created_day, deal_index, week)
-        closes = np.asarray(self.closing.predict(rows, **predict_options()), dtype=np.float64)
-        wins = np.asarray(self.winning.predict(rows, **predict_options()), dtype=np.float64)
+        closes = predict_array(self.closing, rows)
+        wins = predict_array(self.winning, rows)
         shape = (len(deals), n_weeks)
         return (closes * wins).reshape(shape), (closes * (1.0 - wins)).reshape(shape)
 

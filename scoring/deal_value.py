@@ -29,8 +29,8 @@ import numpy.typing as npt
 import pandas as pd
 from sklearn.model_selection import KFold
 
+from scoring.fast_predict import predict_array
 from scoring.features import FeatureSpec
-from scoring.predict_threads import predict_options
 
 # Leads as a frame, or as records (attribute -> value per lead, as the API receives them).
 Leads = pd.DataFrame | Sequence[Mapping[str, object]]
@@ -168,10 +168,7 @@ class DealValueModel:
         if self.booster_ is None or self.feature_spec_ is None:
             return np.full(len(leads), self.log_mean_)
         matrix = self.feature_spec_.codes(leads)
-        return np.asarray(
-            self.booster_.predict(matrix, num_iteration=self.n_trees_, **predict_options()),
-            dtype=float,
-        )
+        return predict_array(self.booster_, matrix, num_iteration=self.n_trees_)
 
     def value_summary(self, leads: Leads) -> FloatArray:
         """P10, P50, P90 and mean amount of each lead's deal if won, shape (leads, 4)."""

@@ -82,6 +82,10 @@ class LeadScores:
     expected_value_p10: FloatArray
     expected_value_p90: FloatArray
     reasons: list[tuple[list[Reason], list[Reason]]] | None = field(default=None)
+    # With reasons: the raw score with no attribute effects, and the raw score itself (the
+    # base value plus every attribute's effect).
+    base_value: FloatArray | None = field(default=None)
+    raw_score: FloatArray | None = field(default=None)
 
     def __len__(self) -> int:
         return len(self.probability)
@@ -119,17 +123,24 @@ class LeadScorer:
             if training.size
             else np.array([0.5, 0.3, 0.1])
         )
-        self.attributes = frozenset(self._attributes())
+        self.attribute_kinds = self._attribute_kinds()
+        self.attributes = frozenset(self.attribute_kinds)
 
-    def _attributes(self) -> set[str]:
-        names = set(self.conversion.feature_names)
+    def _attribute_kinds(self) -> dict[str, str]:
+        """Every attribute some model reads: "number" or "category" (numeric wins a tie)."""
+        specs = [self.conversion.feature_spec]
         for model in (self.cycle, self.value):
             spec = getattr(getattr(model, "design", None), "spec_", None) or getattr(
                 model, "feature_spec_", None
             )
             if spec is not None:
-                names.update(spec.feature_names_)
-        return names
+                specs.append(spec)
+        kinds: dict[str, str] = {}
+        for spec in specs:
+            for name in spec.feature_names_:
+                numeric = name in spec.numeric_features_ or kinds.get(name) == "number"
+                kinds[name] = "number" if numeric else "category"
+        return kinds
 
     def grade_of(self, probability: FloatArray) -> list[str]:
         """A-D by the training leads' probabilities (A: top 10 %, B: next 20 %, C: next 30 %)."""
@@ -159,7 +170,7 @@ class LeadScorer:
         )
         timing = self._timing(leads, created, probability)
         value = self._value(leads, probability)
-        reasons = self._reasons(leads, probability) if explain else None
+        reasons, base_value = self._reasons(leads, probability) if explain else (None, None)
         return LeadScores(
             probability=probability,
             score=np.rint(100.0 * probability).astype(np.int64),
@@ -172,6 +183,8 @@ class LeadScorer:
             expected_value_p10=value[1],
             expected_value_p90=value[2],
             reasons=reasons,
+            base_value=base_value,
+            raw_score=raw if explain else None,
         )
 
     def _timing(
@@ -205,17 +218,20 @@ class LeadScorer:
 
     def _reasons(
         self, leads: Leads, probability: FloatArray
-    ) -> list[tuple[list[Reason], list[Reason]]]:
+    ) -> tuple[list[tuple[list[Reason], list[Reason]]], FloatArray]:
+        """Each lead's strongest reasons each way, and the base value of its raw score."""
         features = self.conversion.feature_names
-        parts = self.conversion.contribution_array(leads)[:, :-1]
+        contributions = self.conversion.contribution_array(leads)
+        parts = contributions[:, :-1]
         slope = self.conversion.calibration_slope
         rows: Sequence[Mapping[str, object]] = (
             _frame_records(leads, features) if isinstance(leads, pd.DataFrame) else leads
         )
-        return [
+        reasons = [
             top_reasons(features, rows[i], parts[i], float(probability[i]), slope)
             for i in range(len(probability))
         ]
+        return reasons, np.asarray(contributions[:, -1], dtype=np.float64)
 
     def score_frame(self, leads: pd.DataFrame, explain: bool = False) -> pd.DataFrame:
         """The DESIGN §7 `score` columns for a frame of canonical leads (plus `reasons`, JSON
@@ -262,8 +278,11 @@ def _concat(parts: list[LeadScores]) -> LeadScores:
         return np.concatenate([getattr(p, name) for p in parts])
 
     reasons = None
+    base_value = raw_score = None
     if parts and parts[0].reasons is not None:
         reasons = [pair for p in parts for pair in (p.reasons or [])]
+        base_value = np.concatenate([p.base_value for p in parts if p.base_value is not None])
+        raw_score = np.concatenate([p.raw_score for p in parts if p.raw_score is not None])
     return LeadScores(
         probability=stack("probability"),
         score=np.concatenate([p.score for p in parts]),
@@ -276,4 +295,6 @@ def _concat(parts: list[LeadScores]) -> LeadScores:
         expected_value_p10=stack("expected_value_p10"),
         expected_value_p90=stack("expected_value_p90"),
         reasons=reasons,
+        base_value=base_value,
+        raw_score=raw_score,
     )

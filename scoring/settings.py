@@ -34,6 +34,20 @@ class Settings(BaseSettings):
     data_dir: Path | None = Field(
         default=None, description="Folder with the real data sets (used by tests and notebooks)."
     )
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        gt=0,
+        description="Largest API request body accepted (413 above); 10,000 typical leads "
+        "take about 3 MB.",
+    )
+    reload_poll_seconds: float = Field(
+        default=1.0, gt=0, description="How often each API worker checks for a model reload."
+    )
+    key_refresh_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often each API worker re-reads API keys (new and revoked keys).",
+    )
 
     @field_validator("home")
     @classmethod
