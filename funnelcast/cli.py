@@ -23,6 +23,8 @@ from funnelcast.cli_support import (
 )
 from funnelcast.keys_command import keys_app
 from funnelcast.render import print_table, records_to_csv, records_to_json
+from funnelcast.score_command import score
+from funnelcast.serve_command import serve
 from scoring.contract import read_canonical
 from scoring.errors import FunnelcastInputError
 from scoring.funnel import Funnel
@@ -43,6 +45,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(keys_app, name="keys")
+app.command("serve")(serve)
 
 
 @app.command()
@@ -297,6 +300,9 @@ def promote(
         out.print(f"champion → {reference} (forced: {reason})")
         return
     raise typer.Exit(EXIT_GATE_REFUSED)
+
+
+app.command("score")(score)
 
 
 @app.command()
