@@ -34,6 +34,9 @@ _CUSTOMER_FIELDS = [c for c in CUSTOMER_COLUMNS if c != "account_id"]
 _BATCH = 50_000
 
 
+_FEW_ROWS = 2_000
+
+
 class StoreConflictError(FunnelcastInputError):
     """The data does not belong in this store (another data set, dated vs undated)."""
 
@@ -199,7 +202,10 @@ class FunnelStore:
         prefix: str,
     ) -> pd.Series:
         """Insert new rows, update changed ones; return which incoming rows were written."""
-        existing = read_rows(connection, table, [key, "row_hash"])
+        # A few rows (an API push, a small file) need only their own stored hashes.
+        few = len(incoming) <= _FEW_ROWS
+        where = (key, incoming[key].tolist()) if few else None
+        existing = read_rows(connection, table, [key, "row_hash"], where_in=where)
         stored = (
             incoming[[key]]
             .merge(existing.rename(columns={"row_hash": "stored_hash"}), on=key, how="left")[
@@ -219,6 +225,19 @@ class FunnelStore:
         return pd.Series(is_new | is_changed, index=incoming.index)
 
     # -- load -------------------------------------------------------------------------------
+
+    def load_leads(self, lead_ids: Sequence[str]) -> pd.DataFrame:
+        """The canonical rows (with attributes) of these leads; absent ids are simply absent."""
+        meta = self.meta()
+        with self.engine.connect() as connection:
+            return _read_with_attributes(
+                connection,
+                schema.leads,
+                LEAD_COLUMNS,
+                ("created_at", "closed_at"),
+                meta.get("attributes"),
+                where_in=("lead_id", list(lead_ids)),
+            )
 
     def load(self) -> Funnel:
         """The whole funnel as canonical tables."""
@@ -359,8 +378,9 @@ def _read_with_attributes(
     canonical: Sequence[str],
     dates: Sequence[str],
     order: Sequence[str] | None,
+    where_in: tuple[str, Sequence[str]] | None = None,
 ) -> pd.DataFrame:
-    base = read_rows(connection, table, [*canonical, "attributes"], dates=dates)
+    base = read_rows(connection, table, [*canonical, "attributes"], dates=dates, where_in=where_in)
     money = "amount" if "amount" in base else "value"
     base[money] = pd.to_numeric(base[money]).astype("float64")
     for column in canonical:

@@ -28,7 +28,7 @@ from scoring.settings import Settings
 from scoring.store import FunnelStore
 from serve.errors import ApiError, ErrorDetail
 from serve.metrics import MetricsMiddleware
-from serve.routes import health, leads, models
+from serve.routes import health, lead_events, leads, models
 from serve.service import ScoringService
 
 log = logging.getLogger("funnelcast.serve")
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(leads.router)
+    app.include_router(lead_events.router)
     app.include_router(models.router)
     return app
 
