@@ -23,7 +23,7 @@ APT_GET = $(if $(filter 0,$(shell id -u)),,sudo) apt-get
 .PHONY: demo test lint typecheck pytest install system-deps lock clean mlflow-ui
 
 demo: $(STAMP)
-	FUNNELCAST_HOME=$(DEMO_HOME) $(BIN)/funnelcast demo
+	FUNNELCAST_HOME=$(DEMO_HOME) $(BIN)/funnelcast demo $(DEMO_ARGS)
 
 test: $(STAMP) lint typecheck pytest
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -312,8 +313,12 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
     months: Annotated[int, typer.Option(help="Months of KPIs to print.")] = 12,
     train: Annotated[bool, typer.Option(help="Also train and promote the models.")] = True,
+    serve: Annotated[
+        bool, typer.Option(help="End by starting the API on 127.0.0.1 with a demo key.")
+    ] = True,
+    port: Annotated[int, typer.Option(help="Port for the API.", min=1, max=65535)] = 8000,
 ) -> None:
-    """The main job on the embedded default: synthetic funnel → store → KPIs → models."""
+    """The main job on the embedded default: synthetic funnel → store → KPIs → models → API."""
     settings = load_settings()
     data_dir = settings.home / "demo-data"
     out.rule("1. generate a synthetic funnel")
@@ -360,6 +365,48 @@ def demo(
         extra_tags={"code_version": code_version(), "demo": "true"},
     )
     print_training_report(outcomes, out)
+    if serve:
+        _serve_demo(settings, port, stored)
+
+
+def _serve_demo(settings: Settings, port: int, stored: Funnel) -> None:
+    """Step 5: a demo key, a ready-to-paste request, and the API itself."""
+    import shlex
+
+    from funnelcast.serve_command import prepare_environment, run_server
+    from scoring.api_keys import create_key
+
+    out.rule(f"5. the scoring API on http://127.0.0.1:{port}")
+    store = open_store(settings)
+    try:
+        name = f"demo-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        key = create_key(store.engine, "integration", name)
+    finally:
+        store.close()
+    example = stored.leads.iloc[-1]
+    attributes = {
+        f: (example[f].item() if hasattr(example[f], "item") else example[f])
+        for f in stored.features
+        if pd.notna(example[f])
+    }
+    body = json.dumps(
+        {"leads": [{"lead_id": "demo-lead-1", "attributes": attributes}], "explain": True}
+    )
+    out.print(f"demo API key (role integration, name {name}):\n{key}", highlight=False)
+    out.print("score a lead (paste into another terminal):", style="bold")
+    out.print(
+        f"curl -s -X POST http://127.0.0.1:{port}/v1/leads/score "
+        f"-H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' "
+        f"-d {shlex.quote(body)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    out.print(
+        f"API docs: http://127.0.0.1:{port}/docs   ·   stop the server with Ctrl+C",
+        style="dim",
+    )
+    prepare_environment(settings)
+    run_server("127.0.0.1", port, workers=1)
 
 
 def main() -> None:
