@@ -78,15 +78,20 @@ def train_models(
     tune: bool = False,
     promote: bool = False,
     extra_tags: dict[str, str] | None = None,
+    threads: int = 1,
 ) -> list[ModelOutcome]:
-    """Train, log and register each model; with `promote`, run the gate for each."""
+    """Train, log and register each model; with `promote`, run the gate for each.
+
+    `threads` is lead-conversion's LightGBM threads: 1 suits thousands of leads and shared
+    cores, more suits hundreds of thousands on cores of their own (bench/train.py).
+    """
     outcomes = []
     fingerprint = data_fingerprint(funnel.leads)
     for name in names:
         train, evaluate = _functions(name)
         options: dict[str, Any] = {"seed": seed}
         if name == "lead-conversion":
-            options["tune"] = tune
+            options |= {"tune": tune, "threads": threads}
         try:
             result = train(funnel, **options)
         except (ModelSkipped, FunnelcastInputError) as skipped:

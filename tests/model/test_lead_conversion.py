@@ -16,6 +16,11 @@ from scoring.errors import FunnelcastInputError
 from scoring.features import OTHER_LEVEL, FeatureSpec
 from tests.model.conftest import SyntheticRun, synthetic_funnel
 from training.lead_conversion import choose_champion, train_lead_conversion
+from training.lead_conversion_candidates import (
+    baseline_sample,
+    lightgbm_settings,
+    validation_folds,
+)
 from training.metrics import (
     calibration_curve,
     classification_metrics,
@@ -212,3 +217,19 @@ def test_small_funnel_helper_is_canonical() -> None:
     funnel, truth = synthetic_funnel(300, seed=1)
     assert "owner" not in funnel.features and "web_visits" in funnel.features
     assert len(truth) == len(funnel.leads)
+
+
+def test_large_training_slices_get_lighter_settings() -> None:
+    # From 200,000 training leads on: twice the learning rate, 3 undated folds instead of 5,
+    # baselines on a stratified 200,000; smaller slices keep the defaults. Threads as asked.
+    assert lightgbm_settings(training_leads=199_999)["learning_rate"] == 0.05
+    large = lightgbm_settings({"num_leaves": 15}, training_leads=200_000, threads=2)
+    assert large["learning_rate"] == 0.1 and large["num_threads"] == 2
+    assert large["num_leaves"] == 15 and lightgbm_settings()["num_threads"] == 1
+    labels = np.tile([1, 0, 0, 0], 62_500)
+    undated = pd.DataFrame({"label": labels})
+    assert len(validation_folds(undated.head(40_000), dated=False, seed=0)[0]) == 5
+    assert len(validation_folds(undated, dated=False, seed=0)[0]) == 3
+    sample = baseline_sample(undated, seed=0)
+    assert len(sample) == 200_000 and sample["label"].mean() == pytest.approx(0.25)
+    assert len(baseline_sample(undated.head(1_000), seed=0)) == 1_000
