@@ -1,0 +1,223 @@
+"""A trained FUNNELCAST_HOME built once per session, and apps served in-process over copies of it.
+
+The session home holds a small synthetic funnel in its store and the champions of
+lead-conversion, deal-cycle and deal-value (plus a second, unpromoted lead-conversion version for
+reload tests), with their local copies already in `models/`. Each test gets its own copy of the
+databases (the MLflow artifacts are shared, read-only), so a test may move aliases, revoke keys
+or push leads without touching another test.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+import training.deal_cycle_run
+from scoring.api_keys import ROLES, create_key
+from scoring.champions import load_champions
+from scoring.funnel import Funnel
+from scoring.settings import Settings
+from scoring.store import FunnelStore
+from scoring.synthetic import generate_funnel
+from serve.app import create_app
+from training.deal_cycle import CycleParams, train_deal_cycle
+from training.pipeline import train_models
+from training.tracking import configure
+
+LEADS = 4_000
+SCORING_MODELS = ("lead-conversion", "deal-cycle", "deal-value")
+_HOME_FILES = ("funnel.db", "mlflow.db")
+_ENVIRONMENT = (
+    "FUNNELCAST_HOME",
+    "FUNNELCAST_DATABASE_URL",
+    "FUNNELCAST_MLFLOW_TRACKING_URI",
+    "FUNNELCAST_MAX_BODY_BYTES",
+    "FUNNELCAST_RELOAD_POLL_SECONDS",
+    "FUNNELCAST_KEY_REFRESH_SECONDS",
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "PROMETHEUS_MULTIPROC_DIR",
+)
+
+
+@dataclass(frozen=True)
+class TrainedHome:
+    """The session's home: champions of the scoring models, and a spare lead-conversion."""
+
+    home: Path
+    empty: Path  # initialised stores, no model registered
+    funnel: Funnel
+    versions: dict[str, str]
+    spare_conversion: str  # a registered lead-conversion version that is not champion
+
+
+def home_settings(home: Path, **overrides: Any) -> Settings:
+    """Settings for `home`, its tracking URI given explicitly: `mlflow.set_tracking_uri` (which
+    loading champions calls) exports MLFLOW_TRACKING_URI, and `Settings()` would follow it to
+    the previous home's registry."""
+    overrides.setdefault("mlflow_tracking_uri", f"sqlite:///{home / 'mlflow.db'}")
+    return Settings(home=home, **overrides)
+
+
+def _clean_environment(patch: pytest.MonkeyPatch) -> None:
+    for name in _ENVIRONMENT:
+        patch.delenv(name, raising=False)
+    patch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+@pytest.fixture(scope="session")
+def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainedHome]:
+    with pytest.MonkeyPatch.context() as patch:
+        _clean_environment(patch)
+        # Deal-cycle trains on 2 threads by default; on this shared 2-core machine one is faster.
+        patch.setattr(
+            training.deal_cycle_run,
+            "train_deal_cycle",
+            functools.partial(train_deal_cycle, params=CycleParams(threads=1)),
+        )
+        empty = tmp_path_factory.mktemp("empty-home")
+        settings = home_settings(empty)
+        FunnelStore.open(settings.store_url).close()
+        configure(settings)  # creates mlflow.db with its schema, and nothing registered
+
+        home = tmp_path_factory.mktemp("trained-home")
+        settings = home_settings(home)
+        store = FunnelStore.open(settings.store_url)
+        store.ingest(generate_funnel(LEADS, seed=7).as_funnel(), source="test", replace=True)
+        funnel = store.load()
+        store.close()
+        configure(settings)
+        outcomes = train_models(funnel, SCORING_MODELS, seed=0, promote=True)
+        versions = {o.name: o.version for o in outcomes if o.version is not None}
+        assert set(versions) == set(SCORING_MODELS), [o.message for o in outcomes]
+        [spare] = train_models(funnel, ["lead-conversion"], seed=1, promote=False)
+        assert spare.version is not None
+        champions = load_champions(settings.tracking_uri, settings.models_dir)  # local copies
+        assert champions.versions() == versions, champions.missing
+        yield TrainedHome(home, empty, funnel, versions, spare.version)
+
+
+_copies = itertools.count()
+
+
+def copy_home(source: Path, parent: Path) -> Path:
+    """A new home with copies of `source`'s databases and model copies (artifacts shared)."""
+    target = parent / f"home-{next(_copies)}"
+    target.mkdir()
+    for name in _HOME_FILES:
+        shutil.copy2(source / name, target / name)
+    if (source / "models").is_dir():
+        shutil.copytree(source / "models", target / "models")
+    return target
+
+
+@dataclass
+class Api:
+    """One running app (its lifespan entered), its client and a key for each role."""
+
+    app: FastAPI
+    client: TestClient
+    settings: Settings
+    keys: dict[str, str] = field(default_factory=dict)
+
+    def headers(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[role]}"}
+
+    def post(
+        self,
+        path: str,
+        role: str = "integration",
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        merged = {**self.headers(role), **(headers or {})}
+        response: httpx.Response = self.client.post(path, headers=merged, **kwargs)
+        return response
+
+    def get(self, path: str, role: str = "integration") -> httpx.Response:
+        response: httpx.Response = self.client.get(path, headers=self.headers(role))
+        return response
+
+
+_key_names = itertools.count()
+
+
+def add_keys(app: FastAPI) -> dict[str, str]:
+    """A fresh key for every role, created in the app's store."""
+    engine = app.state.store.engine
+    return {role: create_key(engine, role, f"{role}-{next(_key_names)}") for role in ROLES}
+
+
+ApiFactory = Callable[..., Api]
+
+
+@pytest.fixture
+def start_api(
+    trained_home: TrainedHome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ApiFactory]:
+    """Start an app over a home: a copy of the trained one unless `home` is given; settings
+    overrides as keyword arguments. Every app started is shut down after the test."""
+    _clean_environment(monkeypatch)
+    monkeypatch.chdir(tmp_path)  # no stray .env, no files in the checkout
+    started: list[TestClient] = []
+
+    def start(home: Path | None = None, **overrides: Any) -> Api:
+        folder = home or copy_home(trained_home.home, tmp_path)
+        settings = home_settings(folder, **{"key_refresh_seconds": 0.05, **overrides})
+        app = create_app(settings)
+        client = TestClient(app, raise_server_exceptions=False)
+        client.__enter__()
+        started.append(client)
+        return Api(app, client, settings, add_keys(app))
+
+    yield start
+    for client in reversed(started):
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def api(start_api: ApiFactory) -> Api:
+    """The app over a copy of the trained home."""
+    return start_api()
+
+
+@pytest.fixture
+def empty_api(start_api: ApiFactory, trained_home: TrainedHome, tmp_path: Path) -> Api:
+    """The app over a home whose registry has no model at all."""
+    return start_api(home=copy_home(trained_home.empty, tmp_path))
+
+
+def _json_value(value: Any) -> Any:
+    if pd.isna(value):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def lead_payload(row: pd.Series, features: tuple[str, ...]) -> dict[str, Any]:
+    """A lead as a CRM sends it: id, ISO creation time and the attributes, in JSON types."""
+    created: datetime = row["created_at"].to_pydatetime()
+    return {
+        "lead_id": str(row["lead_id"]),
+        "created_at": created.isoformat() + "Z",
+        "attributes": {name: _json_value(row[name]) for name in features},
+    }
+
+
+@pytest.fixture(scope="session")
+def leads(trained_home: TrainedHome) -> list[dict[str, Any]]:
+    """200 leads of the funnel (a spread of scores) as request items."""
+    funnel = trained_home.funnel
+    sample = funnel.leads.sample(200, random_state=3)
+    return [lead_payload(row, funnel.features) for _, row in sample.iterrows()]
