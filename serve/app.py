@@ -87,19 +87,35 @@ def _lead_id_at(body: Any, location: tuple[Any, ...]) -> str | None:
     return None
 
 
+def _is_json(request: Request) -> bool:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_: Request, error: ApiError) -> JSONResponse:
         return error_response(error)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
         problems = error.errors()
         malformed = [p for p in problems if p.get("type") == "json_invalid"]
         if malformed:
             context = malformed[0].get("ctx", {}).get("error", "")
             return error_response(
                 ApiError(400, "malformed_json", f"the request body is not valid JSON: {context}")
+            )
+        if isinstance(getattr(error, "body", None), bytes) and not _is_json(request):
+            # FastAPI reads a body as JSON only when the Content-Type says so (a CSRF guard);
+            # otherwise pydantic sees bytes and says "Input should be a valid dictionary".
+            return error_response(
+                ApiError(
+                    422,
+                    "invalid_request",
+                    "the body must be JSON sent with `Content-Type: application/json`",
+                    details=[ErrorDetail(location=["body"], message="not sent as JSON")],
+                )
             )
         body = getattr(error, "body", None)
         details = [
@@ -169,30 +185,35 @@ class BodyLimitMiddleware:
                 if declared > self.max_bytes:
                     await error_response(self._too_large())(scope, receive, send)
                     return
-        received = 0
-        started = False
-
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyTooLargeError
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _BodyTooLargeError:
-            if not started:
-                await error_response(self._too_large())(scope, receive, send)
+                break  # the server delivers no more than the declared length
+        else:
+            # No Content-Length (a chunked upload): read the body here, up to the limit, and
+            # hand it on whole. Raising from inside the app instead would not work: FastAPI
+            # turns any error while reading the body into a 400.
+            body = bytearray()
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client went away
+                body += message.get("body", b"")
+                if len(body) > self.max_bytes:
+                    await error_response(self._too_large())(scope, receive, send)
+                    return
+                if not message.get("more_body", False):
+                    break
+            receive = _replay(bytes(body), receive)
+        await self.app(scope, receive, send)
 
 
-class _BodyTooLargeError(Exception):
-    pass
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives `body` as one message, then whatever `receive` gives."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replayed
