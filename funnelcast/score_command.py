@@ -67,8 +67,11 @@ def score(
         bool, typer.Option(help="Add `reasons` (JSON text): the top factors of each score.")
     ] = False,
     chunk_rows: Annotated[
-        int, typer.Option("--chunk-rows", min=1, help="Leads read and scored at a time.")
+        int, typer.Option("--chunk-rows", min=1, help="Leads read and written at a time.")
     ] = CHUNK_ROWS,
+    threads: Annotated[
+        int, typer.Option(min=0, help="Threads the models predict with (0: every core).")
+    ] = 0,
 ) -> None:
     """Score leads with the champion models: a canonical leads file, or an export via --mapping.
 
@@ -81,7 +84,7 @@ def score(
     for problem in champions.degraded:
         err.print(f"[yellow]warning:[/yellow] {problem}", highlight=False)
     scorer = scorer_from_champions(champions)
-    set_predict_threads(os.cpu_count() or 1)
+    set_predict_threads(threads or os.cpu_count() or 1)
     with Progress(
         TextColumn("scoring"),
         BarColumn(),

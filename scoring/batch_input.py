@@ -118,11 +118,30 @@ class LeadsFile:
                     )
         return self._fail("bytes that are not UTF-8 text")
 
-    def frames(self, columns: Iterable[str]) -> Iterator[pd.DataFrame]:
-        """The file's `columns` (those present) in chunks, with `SOURCE_LINE`."""
-        wanted = [c for c in dict.fromkeys(columns) if c in self.columns]
+    def lead_ids(self) -> Iterator[pd.Series]:
+        """The `lead_id` column in chunks: the first pass. A CSV file is parsed whole here, so
+        that a line with more fields than the header fails the file before anything is scored
+        (reading only some columns, the parser would drop the extra fields silently)."""
+        for frame in self.frames(None if self.is_csv else ["lead_id"]):
+            yield frame["lead_id"]
+
+    def frames(
+        self, columns: Iterable[str] | None, categories: Iterable[str] = ()
+    ) -> Iterator[pd.DataFrame]:
+        """The file's `columns` (those present; None: all) in chunks, with `SOURCE_LINE`;
+        Parquet text columns among `categories` come as pandas categories (from the file's
+        dictionaries)."""
+        wanted = (
+            list(self.columns)
+            if columns is None
+            else [c for c in dict.fromkeys(columns) if c in self.columns]
+        )
         first_line = 2 if self.is_csv else 1  # the header is line 1 of a CSV file
-        batches = self._csv_frames(wanted) if self.is_csv else self._parquet_frames(wanted)
+        batches = (
+            self._csv_frames(None if columns is None else wanted)
+            if self.is_csv
+            else self._parquet_frames(wanted, [c for c in categories if c in wanted])
+        )
         done = 0
         try:
             for frame in batches:
@@ -137,7 +156,7 @@ class LeadsFile:
         except (pa.ArrowException, OSError) as error:
             raise self._fail(f"unreadable Parquet data ({type(error).__name__}: {error})") from None
 
-    def _csv_frames(self, columns: list[str]) -> Iterator[pd.DataFrame]:
+    def _csv_frames(self, columns: list[str] | None) -> Iterator[pd.DataFrame]:
         yield from pd.read_csv(
             self.path,
             chunksize=self.chunk_rows,
@@ -149,8 +168,18 @@ class LeadsFile:
             encoding="utf-8-sig",
         )
 
-    def _parquet_frames(self, columns: list[str]) -> Iterator[pd.DataFrame]:
-        for batch in self._parquet.iter_batches(batch_size=self.chunk_rows, columns=columns):
+    def _parquet_frames(self, columns: list[str], categories: list[str]) -> Iterator[pd.DataFrame]:
+        schema = self._parquet.schema_arrow
+        text = [
+            c
+            for c in categories
+            if pa.types.is_string(schema.field(c).type)
+            or pa.types.is_large_string(schema.field(c).type)
+        ]
+        # Dictionary-encoded text reads as pandas categories: the feature coding of three models
+        # then looks up each distinct value once instead of hashing every row three times.
+        parquet = pq.ParquetFile(self.path, read_dictionary=text) if text else self._parquet
+        for batch in parquet.iter_batches(batch_size=self.chunk_rows, columns=columns):
             yield batch.to_pandas()
 
 
@@ -188,10 +217,11 @@ class DuplicateIds:
         values, counts = np.unique(repeated, return_counts=True)
         return rows, cls(values, counts.astype(np.int64) + 1)
 
-    def count_of(self, hashes: UInt64Array) -> npt.NDArray[np.int64]:
-        """Rows sharing each id (0 for an id that is unique)."""
-        if self.hashes.size == 0:
-            return np.zeros(len(hashes), dtype=np.int64)
+    def count_of(self, ids: pd.Series) -> npt.NDArray[np.int64]:
+        """Rows sharing each of `ids` (0 for an id that is unique)."""
+        if self.hashes.size == 0:  # the common case: no id is hashed twice
+            return np.zeros(len(ids), dtype=np.int64)
+        hashes = _id_hashes(ids)
         position = np.clip(np.searchsorted(self.hashes, hashes), 0, self.hashes.size - 1)
         return np.where(self.hashes[position] == hashes, self.counts[position], 0)
 
@@ -203,7 +233,7 @@ def _feature_specs(scorer: LeadScorer) -> list[FeatureSpec]:
     return specs + [s for s in (cycle_spec, value_spec) if s is not None]
 
 
-def boolean_features(scorer: LeadScorer) -> set[str]:
+def _boolean_features(scorer: LeadScorer) -> set[str]:
     """Categorical features learned from true/false columns (levels "True"/"False"): ingest
     reads such a column as booleans, so "true" in a CSV file must become the level "True"."""
     names: set[str] = set()
@@ -228,9 +258,22 @@ class RowChecks:
     """How rows of one input are checked and typed before scoring."""
 
     features: frozenset[str]
+    categorical_features: frozenset[str]
     boolean_features: frozenset[str]
     dated: bool  # created_at is checked and parsed (the deal-cycle model counts days from it)
     duplicates: DuplicateIds
+
+    @classmethod
+    def for_scorer(cls, scorer: LeadScorer, duplicates: DuplicateIds) -> RowChecks:
+        """The checks of leads for `scorer`: its attributes, and dates when it scores timing."""
+        categorical = {f for spec in _feature_specs(scorer) for f in spec.categories_}
+        return cls(
+            features=frozenset(scorer.attributes),
+            categorical_features=frozenset(categorical),
+            boolean_features=frozenset(_boolean_features(scorer)),
+            dated=scorer.cycle is not None,
+            duplicates=duplicates,
+        )
 
     @property
     def columns(self) -> list[str]:
@@ -244,7 +287,7 @@ class RowChecks:
         reasons[missing] = "lead_id is missing"
         present = ~missing
         sharing = np.zeros(len(raw), dtype=np.int64)
-        sharing[present] = self.duplicates.count_of(_id_hashes(ids[present]))
+        sharing[present] = self.duplicates.count_of(ids[present])
         repeated = sharing > 1
         reasons[repeated] = [
             f"duplicate lead_id: {n:,} rows have it; none is scored" for n in sharing[repeated]
@@ -280,12 +323,18 @@ class RowChecks:
         return parsed
 
     def _typed(self, column: str, values: pd.Series) -> pd.Series:
+        """A column as ingest types it; categorical features as pandas categories (the same
+        levels, coded once for the three models instead of once per model)."""
         if column in _IDENTIFIER_COLUMNS:
             text = identifier(values)
             values = text.str.lower() if column == "stage" else text
-            return values.astype(object).where(values.notna(), None)
-        if column in self.boolean_features:
-            return _as_boolean_text(values)
+            values = values.astype(object).where(values.notna(), None)
+        elif column in self.boolean_features:
+            values = _as_boolean_text(values)
+        if column in self.categorical_features and not isinstance(
+            values.dtype, pd.CategoricalDtype
+        ):
+            return values.astype("category")
         return values
 
 

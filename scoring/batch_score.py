@@ -33,7 +33,6 @@ from scoring.batch_input import (
     DuplicateIds,
     LeadsFile,
     RowChecks,
-    boolean_features,
     check_suffix,
 )
 from scoring.batch_output import RejectsWriter, ScoresWriter, TextCell, rejects_path
@@ -49,6 +48,10 @@ NO_CONVERSION_MODEL = "no lead-conversion champion; train one with `funnelcast t
 _COUNT_PREFIX = re.compile(r"^\d[\d,]* rows?: ")
 # A mapping's checks run in stages (outcomes, dates, contract): each pass can reject rows.
 _MAPPING_PASSES = 5
+
+# Leads scored at once. The deal-cycle model works on (leads x 182 days) arrays: at 5,000 leads
+# they stay in the processor's cache, and scoring ran 1.5x faster than at 20,000 (bench/score.py).
+SCORE_LEADS = 5_000
 
 Progress = Callable[[int], None]
 
@@ -110,6 +113,17 @@ def _timing_scorer(scorer: LeadScorer, has_dates: bool, notes: list[str]) -> Lea
     return LeadScorer(scorer.conversion, None, scorer.value, scorer.versions)
 
 
+def _scores_of(scorer: LeadScorer, leads: pd.DataFrame, explain: bool) -> pd.DataFrame:
+    """`scorer.score_frame` in slices of `SCORE_LEADS`."""
+    if len(leads) <= SCORE_LEADS:
+        return scorer.score_frame(leads, explain=explain)
+    parts = [
+        scorer.score_frame(leads.iloc[begin : begin + SCORE_LEADS], explain=explain)
+        for begin in range(0, len(leads), SCORE_LEADS)
+    ]
+    return pd.concat(parts, ignore_index=True)
+
+
 def _score_chunks(
     scorer: LeadScorer,
     chunks: Iterable[tuple[pd.DataFrame, pd.DataFrame]],
@@ -122,7 +136,7 @@ def _score_chunks(
     try:
         for leads, rejected in chunks:
             if len(leads):
-                scores.write(scorer.score_frame(leads, explain=options.explain))
+                scores.write(_scores_of(scorer, leads, options.explain))
             rejects.write(rejected)
             if options.progress is not None:
                 options.progress(len(leads) + len(rejected))
@@ -156,16 +170,12 @@ def score_file(scorer: LeadScorer, path: Path, out: Path, options: BatchOptions)
     leads = LeadsFile(path, options.chunk_rows)
     notes: list[str] = []
     scorer = _timing_scorer(scorer, "created_at" in leads.columns, notes)
-    total, duplicates = DuplicateIds.of(f["lead_id"] for f in leads.frames(["lead_id"]))
+    total, duplicates = DuplicateIds.of(leads.lead_ids())
     if options.on_total is not None:
         options.on_total(total)
-    checks = RowChecks(
-        features=frozenset(scorer.attributes),
-        boolean_features=frozenset(boolean_features(scorer)),
-        dated=scorer.cycle is not None,
-        duplicates=duplicates,
-    )
-    chunks = (checks.split(raw) for raw in leads.frames(checks.columns))
+    checks = RowChecks.for_scorer(scorer, duplicates)
+    frames = leads.frames(checks.columns, checks.categorical_features)
+    chunks = (checks.split(raw) for raw in frames)
     summary = _score_chunks(scorer, chunks, out, options)
     summary.notes = notes
     return summary
