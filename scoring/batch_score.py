@@ -50,7 +50,8 @@ _COUNT_PREFIX = re.compile(r"^\d[\d,]* rows?: ")
 _MAPPING_PASSES = 5
 
 # Leads scored at once. The deal-cycle model works on (leads x 182 days) arrays: at 5,000 leads
-# they stay in the processor's cache, and scoring ran 1.5x faster than at 20,000 (bench/score.py).
+# they stay in the processor's cache, and the work around the predicts took 1.5x less time than
+# at LeadScorer's 20,000 (bench/score.py's profile).
 SCORE_LEADS = 5_000
 
 Progress = Callable[[int], None]
