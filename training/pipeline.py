@@ -143,7 +143,10 @@ def _input_example(name: str, funnel: Funnel, model: Any) -> Any:
         return input_example(model)
     if name == "churn":
         return None if funnel.customers is None else funnel.customers.head(5)
-    return funnel.leads.head(5)
+    # What a scorer sends: the lead's id, creation and features; never its outcome, close date
+    # or amount (a signature with those would demand labels of the leads to score).
+    known = ["lead_id", *(["created_at"] if funnel.dated else []), *funnel.features]
+    return funnel.leads[[c for c in known if c in funnel.leads.columns]].head(5)
 
 
 def gate(
