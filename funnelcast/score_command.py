@@ -18,7 +18,7 @@ from rich.progress import (
 
 from funnelcast.cli_support import err, friendly_errors, load_settings
 from funnelcast.render import neutralise_formula
-from scoring.batch_input import CHUNK_ROWS
+from scoring.batch_input import CHUNK_ROWS, LeadsFile
 from scoring.batch_score import (
     SCORING_MODELS,
     BatchOptions,
@@ -79,6 +79,8 @@ def score(
     go to the rejects file; the rest are scored. Text in a numeric attribute counts as not given.
     """
     _check_arguments(out_file, in_file, mapping, data_dir)
+    if mapping is None and in_file is not None:
+        LeadsFile(in_file, chunk_rows)  # an unreadable file fails before the models load
     settings = load_settings()
     champions = load_champions(settings.tracking_uri, settings.models_dir, SCORING_MODELS)
     for problem in champions.degraded:

@@ -154,7 +154,7 @@ class LeadsFile:
         except pd.errors.ParserError as error:
             raise self._fail(f"malformed CSV: {str(error).strip()}") from None
         except (pa.ArrowException, OSError) as error:
-            raise self._fail(f"unreadable Parquet data ({type(error).__name__}: {error})") from None
+            raise self._fail(f"cannot be read ({type(error).__name__}: {error})") from None
 
     def _csv_frames(self, columns: list[str] | None) -> Iterator[pd.DataFrame]:
         yield from pd.read_csv(
@@ -204,8 +204,8 @@ class DuplicateIds:
     def of(cls, ids: Iterable[pd.Series]) -> tuple[int, DuplicateIds]:
         """Rows seen and the duplicated ids among `ids` (chunks of a file's `lead_id`).
 
-        Ids are compared by a 64-bit hash: a false "duplicate" needs two ids to collide, about
-        a one in 10^7 chance for 10 million leads."""
+        Ids are compared by a 64-bit hash: a false "duplicate" needs two of them to collide,
+        a chance of about 3 in a million in a file of 10 million leads."""
         rows, parts = 0, []
         for chunk in ids:
             rows += len(chunk)

@@ -194,6 +194,12 @@ class _MappedSources:
         self.cache: dict[Path, pd.DataFrame] = {}
         self.rejected: dict[int, str] = {}
 
+    def everything_rejected(self) -> bool:
+        """Whether every row of the main table is rejected (so none is left to map)."""
+        if self.main is None or self.main not in self.cache or not self.rejected:
+            return False
+        return len(self.read(self.main)) == 0
+
     def read(self, path: Path) -> pd.DataFrame:
         if path not in self.cache:
             source = self.by_path.get(path)
@@ -255,6 +261,10 @@ def score_mapped(
             break
         except DataContractError as error:
             reasons = _row_problems(error, where)
+            if reasons is None and sources.everything_rejected():
+                # Writes the rejects, then says that nothing could be scored.
+                no_leads = pd.DataFrame({"lead_id": pd.Series([], dtype=str)})
+                _score_chunks(scorer, [(no_leads, _mapped_rejects(sources, mapping))], out, options)
             if reasons is None or sources.main is None:
                 raise
             sources.rejected.update(reasons)

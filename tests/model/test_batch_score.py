@@ -185,6 +185,22 @@ def test_rejected_rows_are_listed_and_the_rest_scored(trained: ScoringHome, tmp_
     assert "rejected 5 rows" in result.output and "scores.csv.rejects.csv" in result.output
 
 
+def test_when_every_row_is_rejected_exit_2_and_the_rejects_stay(
+    trained: ScoringHome, tmp_path: Path
+) -> None:
+    source = tmp_path / "leads.csv"
+    source.write_text("lead_id,created_at\n,2024-01-01\nL2,someday\n")
+    out = tmp_path / "scores.csv"
+
+    result = score("--in", str(source), "--out", str(out))
+
+    assert result.exit_code == 2, result.output
+    assert "all 2 rows were rejected" in result.output
+    assert not out.exists()
+    rejects = pd.read_csv(tmp_path / "scores.csv.rejects.csv")
+    assert rejects["line"].tolist() == [2, 3]
+
+
 def test_a_second_clean_run_removes_stale_rejects(trained: ScoringHome, tmp_path: Path) -> None:
     out = tmp_path / "scores.parquet"
     stale = tmp_path / "scores.parquet.rejects.csv"
@@ -366,6 +382,26 @@ def test_mapped_export_scores_as_ingest_maps_it(trained: ScoringHome, tmp_path: 
     assert rejects.to_dict("records") == [
         {"line": "4", "lead_id": leads.loc[2, "lead_id"], "reason": "created_at: not a date"}
     ]
+
+
+def test_a_mapped_export_with_no_good_row_keeps_its_rejects(
+    trained: ScoringHome, tmp_path: Path
+) -> None:
+    export = tmp_path / "export"
+    write_export(trained.leads.head(3), export)
+    deals = pd.read_csv(export / "deals.csv", dtype=str, keep_default_na=False)
+    deals["Created On"] = "soon"
+    deals.to_csv(export / "deals.csv", index=False, lineterminator="\n")
+    mapping_file = tmp_path / "crm.yaml"
+    mapping_file.write_text(MAPPING)
+    out = tmp_path / "scores.csv"
+
+    result = score("--mapping", str(mapping_file), "--data-dir", str(export), "--out", str(out))
+
+    assert result.exit_code == 2, result.output
+    assert "all 3 rows were rejected" in result.output
+    assert not out.exists()
+    assert len(pd.read_csv(tmp_path / "scores.csv.rejects.csv")) == 3
 
 
 def test_in_replaces_the_mapped_main_table(trained: ScoringHome, tmp_path: Path) -> None:
