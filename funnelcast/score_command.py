@@ -40,8 +40,9 @@ def score(
         Path,
         typer.Option(
             "--out",
-            help="Scores file to write, .csv or .parquet (DESIGN §7 columns). Rejected rows go "
-            "to <out>.rejects.csv next to it.",
+            help="Scores file to write, .csv or .parquet: lead_id, probability, score, grade, "
+            "percentile, expected_days_to_close, p_won_30d, p_won_90d, expected_value and its "
+            "_p10 and _p90. Rejected rows go to <out>.rejects.csv next to it.",
         ),
     ],
     in_file: Annotated[
