@@ -13,12 +13,14 @@ import functools
 import itertools
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import mlflow
 import pandas as pd
 import pytest
 from fastapi import FastAPI
@@ -68,10 +70,11 @@ def home_settings(home: Path, **overrides: Any) -> Settings:
     loading champions calls) exports MLFLOW_TRACKING_URI, and `Settings()` would follow it to
     the previous home's registry."""
     overrides.setdefault("mlflow_tracking_uri", f"sqlite:///{home / 'mlflow.db'}")
+    overrides.setdefault("database_url", None)  # <home>/funnel.db, whatever the environment says
     return Settings(home=home, **overrides)
 
 
-def _clean_environment(patch: pytest.MonkeyPatch) -> None:
+def clean_environment(patch: pytest.MonkeyPatch) -> None:
     for name in _ENVIRONMENT:
         patch.delenv(name, raising=False)
     patch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -80,7 +83,7 @@ def _clean_environment(patch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="session")
 def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainedHome]:
     with pytest.MonkeyPatch.context() as patch:
-        _clean_environment(patch)
+        clean_environment(patch)
         # Deal-cycle trains on 2 threads by default; on this shared 2-core machine one is faster.
         patch.setattr(
             training.deal_cycle_run,
@@ -90,31 +93,36 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainedHo
         empty = tmp_path_factory.mktemp("empty-home")
         settings = home_settings(empty)
         FunnelStore.open(settings.store_url).close()
-        configure(settings)  # creates mlflow.db with its schema, and nothing registered
+        mlflow.MlflowClient(settings.tracking_uri).search_experiments()  # the schema, no model
 
         home = tmp_path_factory.mktemp("trained-home")
+        shutil.copy2(empty / "mlflow.db", home / "mlflow.db")  # creating the schema takes ~3 s
         settings = home_settings(home)
         store = FunnelStore.open(settings.store_url)
         store.ingest(generate_funnel(LEADS, seed=7).as_funnel(), source="test", replace=True)
         funnel = store.load()
         store.close()
-        configure(settings)
-        outcomes = train_models(funnel, SCORING_MODELS, seed=0, promote=True)
+        client = configure(settings)
+        outcomes = train_models(funnel, SCORING_MODELS, seed=0, promote=True, threads=1)
         versions = {o.name: o.version for o in outcomes if o.version is not None}
         assert set(versions) == set(SCORING_MODELS), [o.message for o in outcomes]
-        [spare] = train_models(funnel, ["lead-conversion"], seed=1, promote=False)
-        assert spare.version is not None
+        # A second lead-conversion version, not champion, for the reload tests: the same model
+        # registered again (what a re-run on unchanged data registers), without training twice.
+        first = client.get_model_version("lead-conversion", versions["lead-conversion"])
+        assert first.source is not None
+        spare = client.create_model_version("lead-conversion", first.source, first.run_id)
         champions = load_champions(settings.tracking_uri, settings.models_dir)  # local copies
         assert champions.versions() == versions, champions.missing
-        yield TrainedHome(home, empty, funnel, versions, spare.version)
+        yield TrainedHome(home, empty, funnel, versions, str(spare.version))
 
 
 _copies = itertools.count()
 
 
-def copy_home(source: Path, parent: Path) -> Path:
-    """A new home with copies of `source`'s databases and model copies (artifacts shared)."""
-    target = parent / f"home-{next(_copies)}"
+def copy_home(source: Path, parent: Path, target: Path | None = None) -> Path:
+    """A new home (`target`, or a new folder in `parent`) with copies of `source`'s databases
+    and model copies; the MLflow artifacts stay where they are, shared and only read."""
+    target = target or parent / f"home-{next(_copies)}"
     target.mkdir()
     for name in _HOME_FILES:
         shutil.copy2(source / name, target / name)
@@ -163,28 +171,44 @@ def add_keys(app: FastAPI) -> dict[str, str]:
 ApiFactory = Callable[..., Api]
 
 
+@contextmanager
+def running_api(home: Path, **overrides: Any) -> Iterator[Api]:
+    """An app over `home` with its lifespan running, a client and a key per role."""
+    settings = home_settings(home, **{"key_refresh_seconds": 0.05, **overrides})
+    app = create_app(settings)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield Api(app, client, settings, add_keys(app))
+
+
 @pytest.fixture
 def start_api(
     trained_home: TrainedHome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[ApiFactory]:
     """Start an app over a home: a copy of the trained one unless `home` is given; settings
     overrides as keyword arguments. Every app started is shut down after the test."""
-    _clean_environment(monkeypatch)
+    clean_environment(monkeypatch)
     monkeypatch.chdir(tmp_path)  # no stray .env, no files in the checkout
-    started: list[TestClient] = []
+    with ExitStack() as running:
 
-    def start(home: Path | None = None, **overrides: Any) -> Api:
-        folder = home or copy_home(trained_home.home, tmp_path)
-        settings = home_settings(folder, **{"key_refresh_seconds": 0.05, **overrides})
-        app = create_app(settings)
-        client = TestClient(app, raise_server_exceptions=False)
-        client.__enter__()
-        started.append(client)
-        return Api(app, client, settings, add_keys(app))
+        def start(home: Path | None = None, **overrides: Any) -> Api:
+            folder = home or copy_home(trained_home.home, tmp_path)
+            return running.enter_context(running_api(folder, **overrides))
 
-    yield start
-    for client in reversed(started):
-        client.__exit__(None, None, None)
+        yield start
+
+
+@pytest.fixture(scope="module")
+def shared_api(
+    trained_home: TrainedHome, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Api]:
+    """One app for the tests of a module that only read: they score, validate and check
+    statuses, and change nothing another test could see (starting an app takes ~0.3 s)."""
+    with pytest.MonkeyPatch.context() as patch:
+        clean_environment(patch)
+        patch.chdir(tmp_path_factory.mktemp("cwd"))
+        home = copy_home(trained_home.home, tmp_path_factory.mktemp("shared"))
+        with running_api(home) as api:
+            yield api
 
 
 @pytest.fixture

@@ -13,6 +13,12 @@ from tests.api.conftest import Api, ApiFactory
 JSON = {"Content-Type": "application/json"}
 
 
+@pytest.fixture
+def api(shared_api: Api) -> Api:
+    """Bad requests change nothing: one app serves the whole module."""
+    return shared_api
+
+
 def _error(response: Any, status: int) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body: dict[str, Any] = response.json()

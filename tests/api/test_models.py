@@ -121,9 +121,17 @@ def test_another_worker_follows_the_reload_generation(
 
     asked = time.monotonic()
     generation = first.post("/v1/admin/reload", role="admin").json()["reload_generation"]
+    reload_seconds = time.monotonic() - asked  # what loading the models takes on this machine
     assert version_of(first) == spare
+    # The second worker notices within a poll interval, then loads as the first did: allow a
+    # few polls and a few loads (the machine running the tests may be busy).
+    deadline = 5 * 0.1 + 3 * reload_seconds + 1.0
     while version_of(second) != spare:
-        assert time.monotonic() - asked < 3.0, "the second worker never reloaded"
+        waited = time.monotonic() - asked
+        assert waited < deadline, (
+            f"no reload after {waited:.1f} s (a reload takes {reload_seconds:.1f} s)"
+        )
         time.sleep(0.05)
     models = second.get("/v1/models", role="viewer").json()
     assert models["reload_generation"] == generation
+    assert models["degraded"] == []  # loaded from the registry, not fallen back to a copy
