@@ -6,8 +6,9 @@ to UTC and dropped, since the funnel store keeps naive UTC times.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -15,27 +16,47 @@ MAX_LEADS = 10_000
 MAX_EXPLAINED_LEADS = 1_000
 
 
+# Years a funnel date may have: anything else is a placeholder or a typo, and beyond 2262
+# it no longer fits the nanosecond timestamps scoring and the store compute with. The pattern
+# puts the same rule in the OpenAPI schema, so clients and generators see it.
+FIRST_YEAR, LAST_YEAR = 1900, 2199
+_YEAR_PATTERN = "^(19|2[01])[0-9]{2}-"
+
+
 def _iso_datetime(value: object) -> datetime:
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, str):
         try:
-            moment = datetime.fromisoformat(value.strip())
+            moment = datetime.fromisoformat(value)
         except ValueError:
             raise ValueError(
                 f"{value!r} is not an ISO 8601 date-time such as 2026-05-01T09:30:00Z"
             ) from None
+        if not re.match(r"[0-9]{4}-", value):
+            raise ValueError(f"{value!r} is not written as YYYY-MM-DD... (ISO 8601 extended)")
     else:
         raise ValueError("must be an ISO 8601 date-time string")
+    if not FIRST_YEAR <= moment.year <= LAST_YEAR:
+        raise ValueError(f"{value!r} is outside the years {FIRST_YEAR}-{LAST_YEAR}")
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment
 
 
+def _date_time_schema(schema: dict[str, Any]) -> None:
+    """What `_iso_datetime` takes: a date-time or a date, in the years allowed."""
+    schema.pop("format", None)
+    schema.update(
+        type="string",
+        anyOf=[{"format": "date-time"}, {"format": "date"}],
+        pattern=_YEAR_PATTERN,
+        description=f"ISO 8601, years {FIRST_YEAR}-{LAST_YEAR}; a zone is converted to UTC",
+    )
+
+
 IsoDateTime = Annotated[
-    datetime,
-    BeforeValidator(_iso_datetime),
-    Field(json_schema_extra={"type": "string", "format": "date-time"}),
+    datetime, BeforeValidator(_iso_datetime), Field(json_schema_extra=_date_time_schema)
 ]
 LeadId = Annotated[str, Field(min_length=1, max_length=255, examples=["L-1042"])]
 AttributeValue = str | bool | int | float | None

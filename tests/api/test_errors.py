@@ -71,7 +71,10 @@ def test_a_missing_lead_id_is_named(api: Api, leads: list[dict[str, Any]]) -> No
     assert detail["location"] == ["body", "leads", 1, "lead_id"]
 
 
-@pytest.mark.parametrize("created_at", [12, "last tuesday", "2026-13-45", True])
+@pytest.mark.parametrize(
+    "created_at",
+    [12, "last tuesday", "2026-13-45", True, "2263-01-01T00:00:00Z", "0058-04-07", "9999-12-31"],
+)
 def test_a_bad_created_at_names_the_lead_and_field(
     api: Api, leads: list[dict[str, Any]], created_at: object
 ) -> None:

@@ -141,6 +141,7 @@ def test_a_lost_event_closes_the_lead(api: Api) -> None:
     [
         ({"created_at": 12}, "created_at"),
         ({"created_at": "soon"}, "created_at"),
+        ({"created_at": "9999-12-31T00:00:00Z"}, "created_at"),
         ({"outcome": "maybe"}, "outcome"),
         ({"amount": "big"}, "amount"),
         ({"amount": -5}, "amount"),
@@ -190,6 +191,7 @@ def test_a_lead_breaking_the_data_contract_is_422(api: Api, change: dict[str, An
         {"kind": "won", "at": "2026-06-05T00:00:00Z", "stage": "meeting"},
         {"kind": "promoted", "at": "2026-06-05T00:00:00Z"},
         {"kind": "won", "at": 5},
+        {"kind": "lost", "at": "2300-01-01T00:00:00Z"},
         {"kind": "won", "at": "2026-06-05T00:00:00Z", "amount": "lots"},
     ],
 )
