@@ -2,9 +2,9 @@
 
 The session home holds a small synthetic funnel in its store and the champions of
 lead-conversion, deal-cycle and deal-value (plus a second, unpromoted lead-conversion version for
-reload tests), with their local copies already in `models/`. Each test gets its own copy of the
-databases (the MLflow artifacts are shared, read-only), so a test may move aliases, revoke keys
-or push leads without touching another test.
+reload tests), with their local copies already in `models/`. A test that changes state (moves
+an alias, revokes a key, pushes a lead) gets its own copy of the databases (the MLflow artifacts
+are shared, read-only); the tests of a module that only read share one app (`shared_api`).
 """
 
 from __future__ import annotations
@@ -75,13 +75,16 @@ def home_settings(home: Path, **overrides: Any) -> Settings:
 
 
 def clean_environment(patch: pytest.MonkeyPatch) -> None:
+    """No configuration from the environment; undoing `patch` restores it, including variables
+    MLflow sets meanwhile (set first so that the patch records what to put back)."""
     for name in _ENVIRONMENT:
-        patch.delenv(name, raising=False)
+        patch.setenv(name, "")
+        patch.delenv(name)
     patch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 @pytest.fixture(scope="session")
-def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainedHome]:
+def trained_home(tmp_path_factory: pytest.TempPathFactory) -> TrainedHome:
     with pytest.MonkeyPatch.context() as patch:
         clean_environment(patch)
         # Deal-cycle trains on 2 threads by default; on this shared 2-core machine one is faster.
@@ -113,7 +116,8 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainedHo
         spare = client.create_model_version("lead-conversion", first.source, first.run_id)
         champions = load_champions(settings.tracking_uri, settings.models_dir)  # local copies
         assert champions.versions() == versions, champions.missing
-        yield TrainedHome(home, empty, funnel, versions, str(spare.version))
+    # The environment and deal-cycle's threads are back as they were for the tests that follow.
+    return TrainedHome(home, empty, funnel, versions, str(spare.version))
 
 
 _copies = itertools.count()
