@@ -103,7 +103,9 @@ def _resolve(client: mlflow.MlflowClient, name: str) -> ChampionRecord | None:
     return ChampionRecord(name, str(version.version), version.run_id, metrics, tags, registered)
 
 
-def _copy_version(name: str, version: str, models_dir: Path) -> Path:
+def _copy_version(
+    client: mlflow.MlflowClient, name: str, version: str, models_dir: Path, tracking_uri: str
+) -> Path:
     """The version's MLflow model folder under `models_dir`, downloaded once (atomically, so
     several workers starting together never see half a copy)."""
     target = models_dir / name / version
@@ -113,8 +115,11 @@ def _copy_version(name: str, version: str, models_dir: Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=target.parent))
     try:
         try:
+            # The version's storage location, not models:/..., whose resolution would read
+            # the process-wide registry URI rather than this one.
+            location = client.get_model_version_download_uri(name, version)
             mlflow.artifacts.download_artifacts(
-                artifact_uri=f"models:/{name}/{version}", dst_path=str(staging)
+                artifact_uri=location, dst_path=str(staging), tracking_uri=tracking_uri
             )
         except Exception as error:  # the artifact store is down, or the files are gone
             raise RegistryUnreachable(f"copying {name}/{version}: {error}") from None
@@ -158,8 +163,7 @@ def load_champions(
     tracking_uri: str, models_dir: Path, names: Iterable[str] = MODEL_NAMES
 ) -> Champions:
     """Load each model's champion: from the registry (keeping a local copy), else from the copy."""
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
+    # No mlflow.set_tracking_uri: it would also set MLFLOW_TRACKING_URI for the whole process.
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     champions = Champions()
     unreachable: str | None = None
@@ -170,7 +174,7 @@ def load_champions(
                 if record is None:
                     champions.missing[name] = "no champion registered"
                     continue
-                folder = _copy_version(name, record.version, models_dir)
+                folder = _copy_version(client, name, record.version, models_dir, tracking_uri)
                 champions.models[name] = LoadedModel(record, _load_folder(folder), "registry")
                 _write_record(record, models_dir)
                 continue
