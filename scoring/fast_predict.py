@@ -5,12 +5,15 @@ does its work (parameter strings, a fresh predictor object, array checks): on on
 is most of the cost, and the API predicts with several boosters per lead. `predict_array`
 makes the same C call (`LGBM_BoosterPredictForMat`) directly. It serves single-output models
 (binary, regression) on C-contiguous float32/float64 arrays, and falls back to
-`Booster.predict` for anything else; tests hold the two to identical numbers.
+`Booster.predict` for anything else; tests hold the two to identical numbers. One-row calls
+use LightGBM's prepared single-row predictor (`...SingleRowFast`), a few microseconds each.
 """
 
 from __future__ import annotations
 
 import ctypes
+import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,7 +49,7 @@ def predict_array(
         and isinstance(matrix, np.ndarray)
         and matrix.ndim == 2
         and matrix.dtype in (np.float32, np.float64)
-        and booster.num_model_per_iteration() == 1
+        and _single_output(booster)
     )
     if not usable:
         return np.asarray(
@@ -60,6 +63,17 @@ def predict_array(
     out = np.empty(rows, dtype=np.float64)
     written = ctypes.c_int64(0)
     parameters = " ".join(f"{key}={value}" for key, value in options.items())
+    if rows == 1:
+        config = _fast_config(booster, raw_score, num_iteration, data.dtype, columns, parameters)
+        _safe_call(
+            _LIB.LGBM_BoosterPredictForMatSingleRowFast(
+                config,
+                data.ctypes.data_as(ctypes.c_void_p),
+                ctypes.byref(written),
+                out.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
+            )
+        )
+        return out
     _safe_call(
         _LIB.LGBM_BoosterPredictForMat(
             handle,
@@ -79,6 +93,53 @@ def predict_array(
     if written.value != rows:
         raise ValueError(f"LightGBM wrote {written.value} predictions for {rows} rows")
     return out
+
+
+def _fast_config(
+    booster: Any, raw_score: bool, num_iteration: int, dtype: Any, columns: int, parameters: str
+) -> ctypes.c_void_p:
+    """LightGBM's prepared single-row predictor for this booster and call shape, made once per
+    thread (it holds a buffer, so threads must not share it) and freed with the booster."""
+    key = (threading.get_ident(), raw_score, num_iteration, str(dtype), columns, parameters)
+    configs: dict[tuple[Any, ...], ctypes.c_void_p] | None = getattr(
+        booster, "_funnelcast_fast_configs", None
+    )
+    if configs is None:
+        configs = {}
+        booster._funnelcast_fast_configs = configs
+        weakref.finalize(booster, _free_configs, configs)
+    config = configs.get(key)
+    if config is None:
+        config = ctypes.c_void_p()
+        _safe_call(
+            _LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
+                booster._handle,
+                ctypes.c_int(_RAW_SCORE if raw_score else _NORMAL),
+                ctypes.c_int(0),
+                ctypes.c_int(num_iteration),
+                ctypes.c_int(_FLOAT32 if dtype == np.float32 else _FLOAT64),
+                ctypes.c_int32(columns),
+                ctypes.c_char_p(parameters.encode()),
+                ctypes.byref(config),
+            )
+        )
+        configs[key] = config
+    return config
+
+
+def _free_configs(configs: dict[tuple[Any, ...], ctypes.c_void_p]) -> None:
+    for config in configs.values():
+        _LIB.LGBM_FastConfigFree(config)
+    configs.clear()
+
+
+def _single_output(booster: Any) -> bool:
+    """One value per row (binary, regression)? Asked once per booster: the call costs ~10 µs."""
+    known: bool | None = getattr(booster, "_funnelcast_single_output", None)
+    if known is None:
+        known = booster.num_model_per_iteration() == 1
+        booster._funnelcast_single_output = known
+    return known
 
 
 def averaged_booster(boosters: Sequence[Any]) -> Any:

@@ -1,4 +1,8 @@
-"""Dependencies routes declare: the worker's models, the store, the score recorder."""
+"""Dependencies routes declare: the worker's models, the store, the score recorder.
+
+They are `async def` although they await nothing: FastAPI runs a plain `def` dependency on a
+worker thread, and three thread hops per request cost more than scoring one lead.
+"""
 
 from __future__ import annotations
 
@@ -13,30 +17,32 @@ from serve.errors import ApiError
 from serve.service import NO_MODEL, Loaded, ScoringService
 
 
-def _service(request: Request) -> ScoringService:
+async def _service(request: Request) -> ScoringService:
     service: ScoringService = request.app.state.service
     return service
 
 
-def _loaded_with_scorer(request: Request) -> Loaded:
+async def _loaded_with_scorer(request: Request) -> Loaded:
     """The worker's current model set, taken once per request (a reload never changes it
     under a running request); 503 when there is no lead-conversion model."""
-    loaded = _service(request).loaded
+    service: ScoringService = request.app.state.service
+    loaded = service.loaded
     if loaded.scorer is None:
         raise ApiError(503, "no_model", NO_MODEL)
     return loaded
 
 
-def _store(request: Request) -> FunnelStore:
+async def _store(request: Request) -> FunnelStore:
     store: FunnelStore = request.app.state.store
     return store
 
 
-def _engine(request: Request) -> sa.Engine:
-    return _store(request).engine
+async def _engine(request: Request) -> sa.Engine:
+    store: FunnelStore = request.app.state.store
+    return store.engine
 
 
-def _recorder(request: Request) -> ScoreRecorder:
+async def _recorder(request: Request) -> ScoreRecorder:
     recorder: ScoreRecorder = request.app.state.recorder
     return recorder
 

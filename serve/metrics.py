@@ -12,6 +12,7 @@ import functools
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -87,6 +88,7 @@ class MetricsMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._cache: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -106,8 +108,23 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
+            request_count, latency, errors = self._children(template, scope["method"], status)
+            request_count.inc()
+            latency.observe(time.perf_counter() - started)
+            if errors is not None:
+                errors.inc()
+
+    def _children(self, route: str, method: str, status: int) -> tuple[Any, Any, Any]:
+        """The labelled series of one route, method and status (looked up once: `labels()`
+        costs more than the increment)."""
+        key = (route, method, status)
+        found = self._cache.get(key)
+        if found is None:
             recorded = metrics()
-            recorded.requests.labels(template, scope["method"], str(status)).inc()
-            recorded.latency.labels(template).observe(time.perf_counter() - started)
-            if status >= 400:
-                recorded.errors.labels(template, str(status)).inc()
+            found = (
+                recorded.requests.labels(route, method, str(status)),
+                recorded.latency.labels(route),
+                recorded.errors.labels(route, str(status)) if status >= 400 else None,
+            )
+            self._cache[key] = found
+        return found

@@ -23,12 +23,15 @@ def _booster(objective: str, rows: int = 2_000, seed: int = 0) -> tuple[lgb.Boos
 def test_predict_array_equals_booster_predict() -> None:
     booster, x = _booster("binary")
     for raw in (False, True):
-        for matrix in (x, x.astype(np.float32), x[:1], np.asfortranarray(x)):
+        one_rows = [x[i : i + 1] for i in range(40)] + [x[:1].astype(np.float32)]
+        for matrix in (x, x.astype(np.float32), np.asfortranarray(x), *one_rows):
             expected = booster.predict(matrix, raw_score=raw)
             np.testing.assert_array_equal(predict_array(booster, matrix, raw_score=raw), expected)
-    np.testing.assert_array_equal(
-        predict_array(booster, x, num_iteration=7), booster.predict(x, num_iteration=7)
-    )
+    for matrix in (x, x[3:4]):
+        np.testing.assert_array_equal(
+            predict_array(booster, matrix, num_iteration=7),
+            booster.predict(matrix, num_iteration=7),
+        )
 
 
 def test_merged_boosters_score_the_mean_of_the_folds() -> None:
