@@ -2,8 +2,10 @@
 
     .venv/bin/python bench/train.py --leads 1000000 --threads 2
 
-Uses a throw-away FUNNELCAST_HOME (SQLite MLflow) so the figures include MLflow logging and
-registration. Target on the 2-core machine: at most 5 minutes in all and 6 GB.
+Run it on an otherwise quiet machine: it prints the load average before and after, since other
+work on the 2 cores changes the figures several times over. Uses a throw-away FUNNELCAST_HOME
+(SQLite MLflow) so the figures include MLflow logging and registration. Target on the 2-core
+machine: at most 5 minutes in all and 6 GB.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _load() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg()) + " (1, 5, 15 min)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--leads", type=int, default=1_000_000)
@@ -31,8 +37,9 @@ def main() -> None:
         "--threads",
         type=int,
         default=2,
-        help="LightGBM threads for lead-conversion training and for predictions (the bench "
-        "assumes the machine's 2 cores are its own; tests and the CLI use 1)",
+        help="LightGBM threads of every model's training and of predictions: 2 when the "
+        "machine's 2 cores are the bench's own; 1 when others are busy (OpenMP threads "
+        "waiting on shared cores cost far more than they gain)",
     )
     args = parser.parse_args()
 
@@ -44,6 +51,7 @@ def main() -> None:
         from training.pipeline import train_models
         from training.tracking import configure
 
+        print(f"load average before: {_load()}")
         started = time.perf_counter()
         funnel = generate_funnel(args.leads, seed=args.seed).as_funnel()
         leads = funnel.leads
@@ -64,6 +72,7 @@ def main() -> None:
             print(f"{name:<16}{seconds:7.1f} s  {detail}  peak RSS {_peak_rss_mb():,.0f} MB")
         print(f"all models  {total:7.1f} s  (target: 300 s; {args.threads} threads)")
         print(f"peak RSS    {_peak_rss_mb():7,.0f} MB  (target: 6,000 MB)")
+        print(f"load average after: {_load()}")
 
 
 if __name__ == "__main__":

@@ -249,10 +249,13 @@ def evaluate_churn(
     return _evaluate(model, split_customers(funnel, test_fraction=test_fraction))[0]
 
 
-def train_churn(funnel: Funnel, *, seed: int = 0, test_fraction: float = 0.2) -> TrainingResult:
+def train_churn(
+    funnel: Funnel, *, seed: int = 0, test_fraction: float = 0.2, threads: int = 1
+) -> TrainingResult:
     """Fit `churn` on the history before the cutoff and evaluate it (see module docstring)."""
     split = split_customers(funnel, test_fraction=test_fraction)
-    model = ChurnModel(churn_features(split.history), seed=seed).fit(split.history, split.cutoff)
+    features = churn_features(split.history)
+    model = ChurnModel(features, seed=seed, n_threads=threads).fit(split.history, split.cutoff)
     evaluation, tables = _evaluate(model, split)
     params: dict[str, Any] = {
         "features": ",".join(model.features),

@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from scoring.funnel import Funnel
-from training.deal_cycle import train_deal_cycle
+from training.deal_cycle import CycleParams, train_deal_cycle
 from training.result import Evaluation, TrainingResult
 
 NAME = "deal-cycle"
@@ -43,10 +43,12 @@ def incidence_figure(incidence: pd.DataFrame, title: str) -> Any:
 
 
 def train_deal_cycle_result(
-    funnel: Funnel, *, seed: int = 0, test_fraction: float = 0.2
+    funnel: Funnel, *, seed: int = 0, test_fraction: float = 0.2, threads: int | None = None
 ) -> TrainingResult:
-    """Train the deal-cycle model and package it for logging and the gate."""
-    result = train_deal_cycle(funnel, seed=seed, test_fraction=test_fraction)
+    """Train the deal-cycle model and package it for logging and the gate (`threads`: LightGBM
+    threads, default `CycleParams.threads`)."""
+    params = CycleParams() if threads is None else CycleParams(threads=threads)
+    result = train_deal_cycle(funnel, seed=seed, test_fraction=test_fraction, params=params)
     figures = {
         "cumulative_incidence.png": incidence_figure(
             result.evaluation.incidence, "deal-cycle: evaluation slice"

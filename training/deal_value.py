@@ -132,7 +132,7 @@ def evaluate_deal_value(
 
 
 def train_deal_value(
-    funnel: Funnel, *, seed: int = 0, test_fraction: float = 0.2
+    funnel: Funnel, *, seed: int = 0, test_fraction: float = 0.2, threads: int = 1
 ) -> TrainingResult:
     """Fit `deal-value` on the training slice and evaluate it (see module docstring).
 
@@ -140,7 +140,7 @@ def train_deal_value(
     pinball loss (DESIGN §4: baselines can be champions); the other is reported as a baseline.
     """
     split = split_won_deals(funnel, seed=seed, test_fraction=test_fraction)
-    lightgbm = DealValueModel(funnel.features, seed=seed).fit(split.train)
+    lightgbm = DealValueModel(funnel.features, seed=seed, n_threads=threads).fit(split.train)
     baseline = SegmentValueModel(funnel.features).fit(split.train)
     scores = {"lightgbm": _metrics(lightgbm, split.test)}
     scores["segment_median"] = _metrics(baseline, split.test)

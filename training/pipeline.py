@@ -37,6 +37,9 @@ _MODULES = {
 }
 
 
+_THREADED = ("lead-conversion", "deal-cycle", "deal-value", "churn")  # take `threads`
+
+
 def _functions(name: str) -> tuple[Trainer, Evaluator]:
     module_name, train_name, evaluate_name = _MODULES[name]
     module = importlib.import_module(module_name)
@@ -78,12 +81,13 @@ def train_models(
     tune: bool = False,
     promote: bool = False,
     extra_tags: dict[str, str] | None = None,
-    threads: int = 1,
+    threads: int | None = None,
 ) -> list[ModelOutcome]:
     """Train, log and register each model; with `promote`, run the gate for each.
 
-    `threads` is lead-conversion's LightGBM threads: 1 suits thousands of leads and shared
-    cores, more suits hundreds of thousands on cores of their own (bench/train.py).
+    `threads`: LightGBM training threads of every model that uses LightGBM (None: each
+    model's default, 1 but for deal-cycle's 2). One suits thousands of leads and shared cores,
+    more suits hundreds of thousands on cores of their own (bench/train.py).
     """
     outcomes = []
     fingerprint = data_fingerprint(funnel.leads)
@@ -91,7 +95,9 @@ def train_models(
         train, evaluate = _functions(name)
         options: dict[str, Any] = {"seed": seed}
         if name == "lead-conversion":
-            options |= {"tune": tune, "threads": threads}
+            options["tune"] = tune
+        if threads is not None and name in _THREADED:
+            options["threads"] = threads
         try:
             result = train(funnel, **options)
         except (ModelSkipped, FunnelcastInputError) as skipped:
