@@ -63,3 +63,23 @@ class ApiError(Exception):
         return ErrorResponse(
             error=ErrorBody(code=self.code, message=self.message, details=self.details)
         ).model_dump(exclude_none=True)
+
+
+_DESCRIPTIONS = {
+    400: "Malformed JSON",
+    401: "No API key, or an unknown or revoked one",
+    403: "The key's role may not do this",
+    404: "No such lead",
+    409: "The store holds no data set yet",
+    413: "Body over the size limit",
+    422: "A field is missing, has the wrong type, or breaks the data contract",
+    503: "No lead-conversion model is loaded yet",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, all in the one error shape."""
+    return {
+        status: {"model": ErrorResponse, "description": _DESCRIPTIONS[status]}
+        for status in statuses
+    }

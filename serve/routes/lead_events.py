@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
@@ -12,18 +10,10 @@ from scoring.errors import DataContractError, FunnelcastInputError
 from scoring.lead_push import LeadNotFoundError, PushedLead, push_event, push_lead
 from serve.auth import Integration
 from serve.deps import Store
-from serve.errors import ApiError, ErrorResponse
+from serve.errors import ApiError, error_responses
 from serve.schemas import LeadEvent, LeadId, LeadStored, LeadUpsert
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "Malformed JSON"},
-    401: {"model": ErrorResponse, "description": "No API key, or an unknown or revoked one"},
-    403: {"model": ErrorResponse, "description": "The key's role may not do this"},
-    404: {"model": ErrorResponse, "description": "No such lead (events only)"},
-    409: {"model": ErrorResponse, "description": "The store holds no data set yet"},
-    413: {"model": ErrorResponse, "description": "Body over the size limit"},
-    422: {"model": ErrorResponse, "description": "The lead or event breaks the data contract"},
-}
+ERRORS = error_responses(400, 401, 403, 404, 409, 413, 422)
 
 router = APIRouter(prefix="/v1/leads", tags=["funnel events"], responses=ERRORS)
 

@@ -13,7 +13,7 @@ from scoring.lead_scores import LeadScores
 from scoring.score_history import score_history, score_trend
 from serve.auth import Integration
 from serve.deps import Engine, Recorder, ScoringModels
-from serve.errors import ErrorResponse
+from serve.errors import error_responses
 from serve.lead_scoring import check_attributes, history_rows, result_records, score_leads
 from serve.metrics import metrics
 from serve.schemas import (
@@ -31,14 +31,7 @@ from serve.service import Loaded
 # does not hold up the one-lead requests queued behind it on the event loop.
 _INLINE_LEADS = 64
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "Malformed JSON"},
-    401: {"model": ErrorResponse, "description": "No API key, or an unknown or revoked one"},
-    403: {"model": ErrorResponse, "description": "The key's role may not do this"},
-    413: {"model": ErrorResponse, "description": "Body over the size limit"},
-    422: {"model": ErrorResponse, "description": "A field is missing or has the wrong type"},
-    503: {"model": ErrorResponse, "description": "No lead-conversion model is loaded yet"},
-}
+ERRORS = error_responses(400, 401, 403, 413, 422, 503)
 
 router = APIRouter(prefix="/v1/leads", tags=["leads"], responses=ERRORS)
 

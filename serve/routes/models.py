@@ -8,13 +8,10 @@ from fastapi.concurrency import run_in_threadpool
 from scoring.service_state import bump_reload_generation
 from serve.auth import Admin, Viewer
 from serve.deps import Engine, Service
-from serve.errors import ErrorResponse
+from serve.errors import error_responses
 from serve.schemas import ModelOut, ModelsResponse, ReloadResponse
 
-AUTH_ERRORS: dict[int | str, dict[str, object]] = {
-    401: {"model": ErrorResponse, "description": "No API key, or an unknown or revoked one"},
-    403: {"model": ErrorResponse, "description": "The key's role may not do this"},
-}
+AUTH_ERRORS = error_responses(401, 403)
 
 router = APIRouter(prefix="/v1", tags=["models"], responses=AUTH_ERRORS)
 
