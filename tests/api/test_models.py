@@ -15,7 +15,8 @@ from tests.api.conftest import Api, ApiFactory, TrainedHome
 
 def _promote(api: Api, version: str) -> None:
     """Move lead-conversion's champion alias in the app's registry (as `funnelcast promote`)."""
-    client = mlflow.MlflowClient(tracking_uri=api.settings.tracking_uri)
+    uri = api.settings.tracking_uri  # both URIs: a client's registry is otherwise the global one
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     client.set_registered_model_alias("lead-conversion", "champion", version)
 
 
