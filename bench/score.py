@@ -115,7 +115,8 @@ class BareMinimum:
         conversion, cycle, value = scorer.conversion, scorer.cycle, scorer.value
         design = cycle.design
         self.codes = conversion.feature_spec.codes(leads).astype(np.float32)
-        self.value_codes = value.feature_spec_.codes(leads).astype(np.float32)
+        spec = getattr(value, "feature_spec_", None) or conversion.feature_spec
+        self.value_codes = spec.codes(leads).astype(np.float32)
         self.attributes = design.attribute_matrix(leads)
         deal_rows = design.deal_matrix(leads)  # attributes and deal scores, as week rows hold
         n_weeks = int(np.ceil(max(scorer.horizon_days, 90) / WEEK)) + 1
@@ -140,7 +141,7 @@ class BareMinimum:
             booster.predict(data, num_threads=THREADS, **extra)
             seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
 
-        for booster in conversion.scorer.boosters:
+        for booster in getattr(conversion.scorer, "boosters", ()):
             timed("lead-conversion", booster, self.codes, raw_score=True)
         for boosters in cycle.design.deal_scores_.values():
             for booster in boosters:
@@ -148,23 +149,66 @@ class BareMinimum:
         for block in self.week_rows:
             timed("deal-cycle closing", cycle.closing, block)
             timed("deal-cycle winning", cycle.winning, block)
-        timed("deal-value", value.booster_, self.value_codes, num_iteration=value.n_trees_)
+        if getattr(value, "booster_", None) is not None:  # the segment median has no booster
+            timed("deal-value", value.booster_, self.value_codes, num_iteration=value.n_trees_)
         return seconds
 
 
+def _compare(
+    scorer: Any, leads: pd.DataFrame, source: Path, home: Path, repeat: int, profile: bool
+) -> None:
+    """(a) and (b), `repeat` times interleaved, best of each: other work on a shared machine
+    slows single runs."""
+    bare = BareMinimum(scorer, leads)
+    batch_runs, bare_runs = [], []
+    for run in range(repeat):
+        out = home / "scores.parquet"
+        batch_runs.append(_batch_path(scorer, source, out, profile and run == 0))
+        parts = bare.run()
+        bare_runs.append(sum(parts.values()))
+        print(
+            f"run {run + 1}: batch path {batch_runs[-1]:7.2f} s, bare minimum "
+            f"{bare_runs[-1]:7.2f} s (" + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()) + ")"
+        )
+    scored = pq.ParquetFile(home / "scores.parquet").metadata
+    print(f"scores file: {scored.num_rows:,} rows, {scored.num_columns} columns")
+    batch_rate, bare_rate = len(leads) / min(batch_runs), len(leads) / min(bare_runs)
+    print(f"(a) batch path        {min(batch_runs):8.2f} s  {batch_rate:12,.0f} leads/s (best)")
+    print(f"(b) bare minimum      {min(bare_runs):8.2f} s  {bare_rate:12,.0f} leads/s (best)")
+    print(f"    ratio (a)/(b)     {batch_rate / bare_rate:8.2f}    (target >= {TARGET_RATIO})")
+
+
 def _stream(source: Path, out: Path) -> tuple[float, float, str]:
-    """`funnelcast score` in a child process: wall seconds, its peak RSS (MB), its stderr."""
+    """`funnelcast score` in a child process: wall seconds, its peak RSS (MB), its stderr.
+
+    The peak is the child's VmHWM, read from /proc while it runs: `ru_maxrss` would not do, as
+    a child's starts from its parent's resident size at fork and survives the exec."""
     command = [sys.executable, "-m", "funnelcast", "score", "--in", str(source), "--out", str(out)]
     started = time.perf_counter()
-    child = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    assert child.stderr is not None
-    messages = child.stderr.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    seconds = time.perf_counter() - started
+    with tempfile.TemporaryFile("w+") as messages:
+        child = subprocess.Popen(command, stderr=messages, text=True)
+        peak_kb = 0
+        while child.poll() is None:
+            peak_kb = max(peak_kb, _high_water_kb(child.pid))
+            time.sleep(0.2)
+        seconds = time.perf_counter() - started
+        messages.seek(0)
+        text = messages.read()
     if child.returncode != 0:
-        raise SystemExit(f"funnelcast score failed ({child.returncode}):\n{messages}")
-    return seconds, usage.ru_maxrss / 1024, messages
+        raise SystemExit(f"funnelcast score failed ({child.returncode}):\n{text}")
+    return seconds, peak_kb / 1024, text
+
+
+def _high_water_kb(pid: int) -> int:
+    """The peak resident size of a running process so far (Linux), 0 once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
 
 
 def main() -> None:
@@ -172,7 +216,9 @@ def main() -> None:
     parser.add_argument("--leads", type=int, default=1_000_000)
     parser.add_argument("--stream-leads", type=int, default=10_000_000, help="0: skip (c)")
     parser.add_argument("--train-leads", type=int, default=50_000)
-    parser.add_argument("--repeat", type=int, default=2, help="runs of (a) and (b), best kept")
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="runs of (a) and (b), best kept; 0: skip them"
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the first run of (a)")
     args = parser.parse_args()
 
@@ -192,27 +238,8 @@ def main() -> None:
         _write_leads(leads, source)
         print(f"{args.leads:,} leads written           {time.perf_counter() - started:8.1f} s")
 
-        bare = BareMinimum(scorer, leads)
-        batch_runs, bare_runs = [], []
-        for run in range(args.repeat):
-            # Interleaved, best of each: other work on a shared machine slows single runs.
-            out = home / "scores.parquet"
-            batch_runs.append(_batch_path(scorer, source, out, args.profile and run == 0))
-            parts = bare.run()
-            bare_runs.append(sum(parts.values()))
-            print(
-                f"run {run + 1}: batch path {batch_runs[-1]:7.2f} s, bare minimum "
-                f"{bare_runs[-1]:7.2f} s ("
-                + ", ".join(f"{k} {v:.2f}" for k, v in parts.items())
-                + ")"
-            )
-        scored = pq.ParquetFile(home / "scores.parquet").metadata
-        print(f"scores file: {scored.num_rows:,} rows, {scored.num_columns} columns")
-        del bare
-        batch_rate, bare_rate = args.leads / min(batch_runs), args.leads / min(bare_runs)
-        print(f"(a) batch path        {min(batch_runs):8.2f} s  {batch_rate:12,.0f} leads/s (best)")
-        print(f"(b) bare minimum      {min(bare_runs):8.2f} s  {bare_rate:12,.0f} leads/s (best)")
-        print(f"    ratio (a)/(b)     {batch_rate / bare_rate:8.2f}    (target >= {TARGET_RATIO})")
+        if args.repeat:
+            _compare(scorer, leads, source, home, args.repeat, args.profile)
 
         if args.stream_leads:
             copies = -(-args.stream_leads // len(leads))
