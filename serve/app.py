@@ -8,6 +8,7 @@ lifespan, and handed to routes through dependencies (serve/deps.py).
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.metadata
 import logging
 from collections.abc import AsyncIterator
@@ -49,6 +50,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.service = service
         app.state.recorder = ScoreRecorder(store.engine)
         watch = asyncio.create_task(service.watch(settings.reload_poll_seconds))
+        # Everything loaded so far (libraries, models) lives as long as the worker: keep it out
+        # of the garbage collector's full passes, which otherwise stall a request now and then.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
