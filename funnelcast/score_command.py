@@ -20,14 +20,13 @@ from funnelcast.cli_support import err, friendly_errors, load_settings
 from funnelcast.render import neutralise_formula
 from scoring.batch_input import CHUNK_ROWS, LeadsFile
 from scoring.batch_score import (
-    SCORING_MODELS,
     BatchOptions,
     BatchSummary,
     score_file,
     score_mapped,
     scorer_from_champions,
 )
-from scoring.champions import load_champions
+from scoring.champions import SCORING_MODELS, load_champions
 from scoring.errors import FunnelcastInputError
 from scoring.lead_scores import LeadScorer
 from scoring.mapping_spec import load_mapping

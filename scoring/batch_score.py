@@ -36,14 +36,13 @@ from scoring.batch_input import (
     check_suffix,
 )
 from scoring.batch_output import RejectsWriter, ScoresWriter, TextCell, rejects_path
-from scoring.champions import Champions
+from scoring.champions import Champions, lead_scorer
 from scoring.errors import DataContractError, FunnelcastInputError
 from scoring.lead_scores import LeadScorer
 from scoring.mapping import RuleReport, apply_mapping
 from scoring.mapping_spec import DatasetMapping, Source
 from scoring.tables import SOURCE_LINE, read_table
 
-SCORING_MODELS = ("lead-conversion", "deal-cycle", "deal-value")
 NO_CONVERSION_MODEL = "no lead-conversion champion; train one with `funnelcast train`"
 _COUNT_PREFIX = re.compile(r"^\d[\d,]* rows?: ")
 # A mapping's checks run in stages (outcomes, dates, contract): each pass can reject rows.
@@ -92,15 +91,10 @@ class BatchSummary:
 
 def scorer_from_champions(champions: Champions) -> LeadScorer:
     """The scorer of the loaded champions; lead-conversion is required, the others optional."""
-    models = champions.models
-    if "lead-conversion" not in models:
+    scorer = lead_scorer(champions)
+    if scorer is None:
         raise FunnelcastInputError(NO_CONVERSION_MODEL)
-    return LeadScorer(
-        models["lead-conversion"].model,
-        models["deal-cycle"].model if "deal-cycle" in models else None,
-        models["deal-value"].model if "deal-value" in models else None,
-        {name: m.record.version for name, m in models.items() if name in SCORING_MODELS},
-    )
+    return scorer
 
 
 def _timing_scorer(scorer: LeadScorer, has_dates: bool, notes: list[str]) -> LeadScorer:

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import mlflow
 from mlflow.exceptions import MlflowException
 
+from scoring.lead_scores import LeadScorer
 from scoring.registry import CHAMPION, MODEL_NAMES
 
 log = logging.getLogger(__name__)
@@ -200,3 +201,20 @@ def _safe_uri(uri: str) -> str:
     if sep and "@" in rest.split("/", 1)[0]:
         rest = rest.split("@", 1)[1]
     return f"{scheme}{sep}{rest}"
+
+
+SCORING_MODELS = ("lead-conversion", "deal-cycle", "deal-value")
+
+
+def lead_scorer(champions: Champions) -> LeadScorer | None:
+    """The scorer the loaded champions make (API, batch scoring): None without lead-conversion;
+    deal-cycle and deal-value are optional."""
+    models = champions.models
+    if "lead-conversion" not in models:
+        return None
+    return LeadScorer(
+        models["lead-conversion"].model,
+        models["deal-cycle"].model if "deal-cycle" in models else None,
+        models["deal-value"].model if "deal-value" in models else None,
+        {name: m.record.version for name, m in models.items() if name in SCORING_MODELS},
+    )

@@ -18,14 +18,13 @@ from pathlib import Path
 import sqlalchemy as sa
 from fastapi.concurrency import run_in_threadpool
 
-from scoring.champions import Champions, load_champions
+from scoring.champions import Champions, lead_scorer, load_champions
 from scoring.lead_scores import LeadScorer
 from scoring.service_state import reload_generation
 from serve.metrics import show_versions
 
 log = logging.getLogger("funnelcast.serve")
 
-SCORING_MODELS = ("lead-conversion", "deal-cycle", "deal-value")
 NO_MODEL = (
     "no lead-conversion champion is registered: train and promote one with "
     "`funnelcast train --promote` (or `make demo` for the synthetic funnel), then "
@@ -40,18 +39,6 @@ class Loaded:
     champions: Champions
     scorer: LeadScorer | None
     generation: int
-
-
-def build_scorer(champions: Champions) -> LeadScorer | None:
-    models = champions.models
-    if "lead-conversion" not in models:
-        return None
-    return LeadScorer(
-        models["lead-conversion"].model,
-        models["deal-cycle"].model if "deal-cycle" in models else None,
-        models["deal-value"].model if "deal-value" in models else None,
-        {name: m.record.version for name, m in models.items() if name in SCORING_MODELS},
-    )
 
 
 class ScoringService:
@@ -70,7 +57,7 @@ class ScoringService:
             previous = self.loaded.champions.versions()
             generation = reload_generation(self.engine)
             champions = load_champions(self.tracking_uri, self.models_dir)
-            loaded = Loaded(champions, build_scorer(champions), generation)
+            loaded = Loaded(champions, lead_scorer(champions), generation)
             self.loaded = loaded  # one assignment: requests see the old set or the new
         versions = champions.versions()
         show_versions(previous, versions)

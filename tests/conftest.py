@@ -19,6 +19,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder.mkdir()
     monkeypatch.setenv("FUNNELCAST_HOME", str(folder))
     monkeypatch.delenv("FUNNELCAST_DATABASE_URL", raising=False)
+    # `mlflow.set_tracking_uri` exports this for the whole process: a fresh home must not see
+    # the registry of an earlier one.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)
     return folder
 

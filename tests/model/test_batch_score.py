@@ -20,12 +20,11 @@ from typer.testing import CliRunner, Result
 from funnelcast.cli import app
 from scoring.batch_score import (
     NO_CONVERSION_MODEL,
-    SCORING_MODELS,
     BatchOptions,
     score_file,
     scorer_from_champions,
 )
-from scoring.champions import load_champions
+from scoring.champions import SCORING_MODELS, load_champions
 from scoring.contract import validate_leads
 from scoring.lead_scores import SCORE_COLUMNS, LeadScorer
 from scoring.mapping import apply_mapping
