@@ -26,6 +26,10 @@ class LeadNotFoundError(FunnelcastInputError):
     """The lead an event is for is not in the store."""
 
 
+class EmptyStoreError(FunnelcastInputError):
+    """The store holds no data set to push leads into yet."""
+
+
 @dataclass(frozen=True)
 class PushedLead:
     lead_id: str
@@ -37,7 +41,7 @@ class PushedLead:
 def _meta(store: FunnelStore) -> dict[str, Any]:
     meta = store.meta()
     if not meta:
-        raise FunnelcastInputError(
+        raise EmptyStoreError(
             "the funnel store holds no data set yet: ingest the funnel history first "
             "(`funnelcast ingest`), then push leads"
         )

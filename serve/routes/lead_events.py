@@ -7,7 +7,13 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
 from scoring.errors import DataContractError, FunnelcastInputError
-from scoring.lead_push import LeadNotFoundError, PushedLead, push_event, push_lead
+from scoring.lead_push import (
+    EmptyStoreError,
+    LeadNotFoundError,
+    PushedLead,
+    push_event,
+    push_lead,
+)
 from serve.auth import Integration
 from serve.deps import Store
 from serve.errors import ApiError, error_responses
@@ -29,7 +35,7 @@ def _as_api_error(error: FunnelcastInputError) -> ApiError:
         return ApiError(404, "lead_not_found", str(error))
     if isinstance(error, DataContractError):
         return ApiError(422, "invalid_lead", str(error))
-    if "holds no data set" in str(error):
+    if isinstance(error, EmptyStoreError):
         return ApiError(409, "store_empty", str(error))
     return ApiError(422, "invalid_lead", str(error))
 
