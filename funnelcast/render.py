@@ -39,6 +39,11 @@ def _display(column: str, value: Any) -> str:
     return f"{value:,.0f}"
 
 
+def display_value(kpi: str, value: Any) -> str:
+    """A figure of KPI `kpi` as people read it (percent, days, thousands separators)."""
+    return _display(kpi, value)
+
+
 def neutralise_formula(text: str) -> str:
     """Prefix a text cell a spreadsheet would run as a formula with a quote."""
     if text.startswith(_FORMULA_PREFIXES) and not _is_number(text):

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import matplotlib.pyplot as plt
 import mlflow
 
 from scoring.errors import FunnelcastInputError
@@ -189,3 +190,28 @@ def evaluate_reference(
 
 def set_champion(name: str, version: str, reason: str | None = None) -> None:
     move_champion(mlflow.MlflowClient(), name, version, forced_reason=reason)
+
+
+def fit_models(
+    funnel: Funnel, names: Sequence[str], *, seed: int = 0, threads: int | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Train each model in memory, with no tracking or registry (back-tests refit this way).
+
+    Returns the fitted models by name and, for the ones the data cannot support, why not.
+    """
+    models: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
+    for name in names:
+        train, _ = _functions(name)
+        options: dict[str, Any] = {"seed": seed}
+        if threads is not None and name in _THREADED:
+            options["threads"] = threads
+        try:
+            result = train(funnel, **options)
+        except (ModelSkipped, FunnelcastInputError) as reason:
+            skipped[name] = str(reason)
+            continue
+        models[name] = result.model
+        for figure in result.figures.values():  # nobody looks at them: free them now
+            plt.close(figure)
+    return models, skipped
