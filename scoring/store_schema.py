@@ -105,3 +105,43 @@ service_state = sa.Table(
     sa.Column("key", sa.String(64), primary_key=True),
     sa.Column("value", sa.BigInteger, nullable=False),
 )
+
+# -- goals and their checks (migration 0003) --------------------------------------------------
+
+goals = sa.Table(
+    "goals",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("kpi", sa.String(128), nullable=False),
+    sa.Column("direction", sa.String(8), nullable=False),
+    sa.Column("target", sa.Float, nullable=False),
+    sa.Column("period_start", sa.Date, nullable=False),
+    sa.Column("period_end", sa.Date, nullable=False),
+    sa.Column("segment", sa.Text, nullable=False),
+    sa.Column("owner", sa.String(255), nullable=True, index=True),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sqlite_autoincrement=True,  # ids name goals in the API and CLI: never reused
+)
+
+goal_checks = sa.Table(
+    "goal_checks",
+    metadata,
+    sa.Column("id", _ROW_ID, primary_key=True, autoincrement=True),
+    sa.Column(
+        "goal_id",
+        sa.Integer,
+        sa.ForeignKey("goals.id", name="fk_goal_checks_goal_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("checked_at", sa.DateTime, nullable=False),
+    sa.Column("actual", sa.Float, nullable=True),
+    sa.Column("forecast_p10", sa.Float, nullable=True),
+    sa.Column("forecast_p50", sa.Float, nullable=True),
+    sa.Column("forecast_p90", sa.Float, nullable=True),
+    sa.Column("probability", sa.Float, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("detail", sa.Text, nullable=True),
+    sa.Index("ix_goal_checks_goal_id_checked_at", "goal_id", "checked_at"),
+)

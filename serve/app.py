@@ -29,7 +29,7 @@ from scoring.settings import Settings
 from scoring.store import FunnelStore
 from serve.errors import ApiError, ErrorDetail
 from serve.metrics import MetricsMiddleware
-from serve.routes import health, lead_events, leads, models
+from serve.routes import goals, health, lead_events, leads, models
 from serve.service import ScoringService
 
 log = logging.getLogger("funnelcast.serve")
@@ -74,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(leads.router)
     app.include_router(lead_events.router)
     app.include_router(models.router)
+    app.include_router(goals.router)
     return app
 
 

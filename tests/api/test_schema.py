@@ -45,6 +45,10 @@ generation.max-examples = 3
 [[operations]]
 include-path-regex = "^/v1/leads"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
+
+[[operations]]
+include-path-regex = "^/v1/goals"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "422"]
 """
 )
 schema = schemathesis.openapi.from_dict(_APP.openapi(), config=_CONFIG)
