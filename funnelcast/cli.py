@@ -13,15 +13,19 @@ import typer
 from rich.console import Console
 
 from funnelcast import code_version
+from funnelcast.backtest_command import backtest_command
 from funnelcast.cli_support import (
     err,
     friendly_errors,
+    load_funnel,
     load_settings,
     open_store,
     out,
     parse_date,
     parse_segment,
 )
+from funnelcast.forecast_command import forecast_command
+from funnelcast.goals_command import goals_app
 from funnelcast.keys_command import keys_app
 from funnelcast.render import print_table, records_to_csv, records_to_json
 from funnelcast.score_command import score
@@ -46,6 +50,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(keys_app, name="keys")
+app.add_typer(goals_app, name="goals")
+app.command("forecast")(friendly_errors(forecast_command))
+app.command("backtest")(friendly_errors(backtest_command))
 app.command("serve")(serve)
 
 
@@ -173,19 +180,6 @@ def _emit(
         sys.stdout.write(text)
 
 
-def _load_funnel(settings: Settings, mapping: str | None, data_dir: Path | None) -> Funnel:
-    """The funnel from `--mapping` + `--data-dir`, or else from the store."""
-    if mapping is not None or data_dir is not None:
-        if mapping is None or data_dir is None:
-            raise FunnelcastInputError("--mapping and --data-dir go together")
-        return apply_mapping(load_mapping(mapping), data_dir).funnel
-    store = open_store(settings)
-    try:
-        return store.load()
-    finally:
-        store.close()
-
-
 MappingOption = Annotated[
     str | None, typer.Option(help="Read a data set through this mapping instead of the store.")
 ]
@@ -219,7 +213,7 @@ def train(
 
     settings = load_settings()
     names = parse_model_names(models)
-    funnel = _load_funnel(settings, mapping, data_dir)
+    funnel = load_funnel(settings, mapping, data_dir)
     tags = {"code_version": code_version()}
     if horizon_days is not None:
         funnel = funnel.with_tables(horizon_days=horizon_days)
@@ -252,7 +246,7 @@ def evaluate(
 
     settings = load_settings()
     reference = ModelReference.parse(model)
-    funnel = _load_funnel(settings, mapping, data_dir)
+    funnel = load_funnel(settings, mapping, data_dir)
     configure_tracking(settings)
     version, evaluation = evaluate_reference(reference, funnel, seed=seed)
     report = {
@@ -288,7 +282,7 @@ def promote(
     if force and not reason:
         raise FunnelcastInputError("--force needs --reason TEXT, recorded with the version")
     settings = load_settings()
-    funnel = _load_funnel(settings, mapping, data_dir)
+    funnel = load_funnel(settings, mapping, data_dir)
     configure_tracking(settings)
     decision = gate(reference.name, reference.version, funnel, seed=seed)
     out.print(decision.explain(), highlight=False)

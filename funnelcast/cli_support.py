@@ -6,6 +6,7 @@ import functools
 import os
 from collections.abc import Callable
 from datetime import date, datetime
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import typer
@@ -13,7 +14,10 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from scoring.errors import FunnelcastInputError
+from scoring.funnel import Funnel
 from scoring.kpis import KpiError
+from scoring.mapping import apply_mapping
+from scoring.mapping_spec import load_mapping
 from scoring.settings import Settings
 from scoring.store import FunnelStore
 
@@ -77,3 +81,16 @@ def parse_segment(pairs: list[str] | None) -> dict[str, str]:
             raise FunnelcastInputError(f"--segment {pair!r} must look like key=value")
         segment[key.strip()] = value.strip()
     return segment
+
+
+def load_funnel(settings: Settings, mapping: str | None, data_dir: Path | None) -> Funnel:
+    """The funnel from `--mapping` + `--data-dir`, or else from the store."""
+    if mapping is not None or data_dir is not None:
+        if mapping is None or data_dir is None:
+            raise FunnelcastInputError("--mapping and --data-dir go together")
+        return apply_mapping(load_mapping(mapping), data_dir).funnel
+    store = open_store(settings)
+    try:
+        return store.load()
+    finally:
+        store.close()
