@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,8 @@ from scoring.conversion import LeadConversionModel
 from scoring.cycle import CycleModel
 from scoring.deal_value import ValueModel
 from scoring.errors import FunnelcastInputError
-from scoring.forecast_actuals import active_customers_at, add_actuals, sub_period_of
+from scoring.forecast_actuals import add_actuals, sub_period_of
+from scoring.forecast_churn import add_churn
 from scoring.forecast_draws import (
     FloatArray,
     IntArray,
@@ -41,7 +43,13 @@ from scoring.forecast_draws import (
 )
 from scoring.forecast_kpis import kpi_draws
 from scoring.forecast_new_leads import RECENT_DAYS, add_new_leads
-from scoring.forecast_timeline import Timeline, build_timeline, end_of_day, series_days
+from scoring.forecast_timeline import (
+    Timeline,
+    build_range_timeline,
+    build_timeline,
+    end_of_day,
+    series_days,
+)
 from scoring.funnel import Funnel
 from scoring.lead_volume_forecaster import VolumeForecaster
 from scoring.periods import Freq
@@ -129,6 +137,7 @@ def forecast(
     draws: int = 2000,
     seed: int = 0,
     extra_leads_per_week: float = 0.0,
+    period: tuple[date, date] | None = None,
 ) -> Forecast:
     """Draw the KPIs of the `periods` periods of `freq` after `as_of` (default: the end of the
     data) for the leads matching `segment`.
@@ -137,9 +146,10 @@ def forecast(
     day the forecast starts with the next month; as of mid-month, with the current one, whose
     days so far are actual.
 
-    `extra_leads_per_week` adds that many leads a week, from now on, to the lead-volume draws
-    (what a goal would take). Raises `FunnelcastInputError` for an unknown segment key or an
-    `as_of` outside the data.
+    `period` (first and last day) replaces `freq` and `periods` with one period of any whole
+    days, a goal's. `extra_leads_per_week` adds that many leads a week, from now on, to the
+    lead-volume draws (what a goal would take). Raises `FunnelcastInputError` for an unknown
+    segment key or an `as_of` outside the data.
     """
     if draws < 1:
         raise ValueError(f"draws must be at least 1, not {draws}")
@@ -156,7 +166,11 @@ def forecast(
         customers = segment_customers(known.customers, known.leads, segment)
         known = known.with_tables(leads=known.leads[matches].reset_index(drop=True))
         known = known.with_tables(customers=customers)
-    timeline = build_timeline(as_of, freq, periods)
+    timeline = (
+        build_timeline(as_of, freq, periods)
+        if period is None
+        else build_range_timeline(as_of, period[0], period[1])
+    )
     # One generator per part: the open deals draw the same whatever the volume, and a goal's
     # "extra leads" search compares forecasts that differ only by those leads.
     deals_rng, leads_rng, churn_rng, extra_rng = (
@@ -178,7 +192,7 @@ def forecast(
         extra_leads_per_week=extra_leads_per_week,
         extra_rng=extra_rng,
     )
-    churn_base = _add_churn(tally, known, models.churn, timeline, churn_rng, notes)
+    churn_base = add_churn(tally, known, models.churn, timeline, churn_rng, notes)
     values = kpi_draws(tally, timeline, churn_base, has_amounts=_has_amounts(known))
     return Forecast(timeline, values, tuple(notes), dict(models.versions), segment)
 
@@ -348,63 +362,6 @@ def _amount_law(value: ValueModel | None, deals: pd.DataFrame) -> tuple[FloatArr
     if value is None or deals.empty:
         return np.zeros(len(deals)), np.zeros(len(deals))
     return lognormal_of(value.value_summary(deals))
-
-
-def _add_churn(
-    tally: Tally,
-    known: Funnel,
-    churn: ChurnModel | None,
-    timeline: Timeline,
-    rng: np.random.Generator,
-    notes: list[str],
-) -> FloatArray | None:
-    """Draw each active customer's churn bin; the customers each reported period starts with
-    (draws x periods), or None without customers."""
-    customers = known.customers
-    if customers is None or customers.empty:
-        return None
-    as_of_days = timeline.as_of_days
-    active_now = active_customers_at(known, as_of_days)
-    starts = [float((pd.Timestamp(s) - pd.Timestamp(0)).days) for s in timeline.starts]
-    base = np.zeros((tally.draws, len(starts)))
-    actual_base = [active_customers_at(known, s) for s in starts]
-    churned_sim = np.zeros((tally.draws, tally.periods))
-    if churn is None:
-        notes.append("no churn model: customers are not churned after as_of")
-    else:
-        started = series_days(customers["started_at"])
-        ended = (
-            series_days(customers["churned_at"])
-            if "churned_at" in customers
-            else np.full(len(customers), np.nan)
-        )
-        active = (started < as_of_days) & ~(ended <= as_of_days)
-        group = customers[active].reset_index(drop=True)
-        if not group.empty:
-            relative = timeline.edges - as_of_days
-            curve = churn.churn_curve(group, relative.tolist(), timeline.as_of)
-            curve = np.nan_to_num(curve, nan=0.0)
-            probabilities = np.column_stack(
-                [np.diff(curve, axis=1), np.clip(1.0 - curve[:, -1], 0.0, None)]
-            )
-            report_start = timeline.report_start_days()
-            began = started[active]
-            categories = categorical_draws(probabilities, tally.draws, rng)
-            customer, draw = np.nonzero(categories < timeline.n_bins)
-            sub = timeline.bin_sub[categories[customer, draw].astype(np.int64)]
-            counted = began[customer] < report_start[sub]
-            churned_sim = tally.by_draw_and_period(draw, sub, counted.astype(np.float64))
-            all_churn = tally.by_draw_and_period(draw, sub, np.ones(len(draw)))
-            tally.churned += churned_sim
-            churned_sim = all_churn
-    bounds = timeline.sub_bounds()
-    for index, start in enumerate(starts):
-        if start <= as_of_days:
-            base[:, index] = actual_base[index]
-        else:
-            before = bounds[:-1] < start
-            base[:, index] = active_now - churned_sim[:, before].sum(axis=1)
-    return base
 
 
 def forecast_models(loaded: Mapping[str, Any], versions: Mapping[str, str]) -> ForecastModels:

@@ -22,6 +22,7 @@ from scoring.errors import FunnelcastInputError
 from scoring.forecast_draws import FloatArray, IntArray, Tally, inverse_cdf_rows, lognormal_of
 from scoring.forecast_timeline import Timeline, series_days, simulation_freq
 from scoring.funnel import Funnel
+from scoring.periods import next_period_start
 
 if TYPE_CHECKING:
     from scoring.forecast import ForecastModels
@@ -61,11 +62,14 @@ def add_new_leads(
     if models.volume is None:
         notes.append("no lead-volume model: no new leads are simulated after as_of")
     else:
-        counts, volume_segment, note = _volume_paths(
-            models, timeline, len(subs), tally.draws, rng, segment, segment_share
+        calendar = [timeline.sub_calendar()[sub] for sub in subs]
+        months = sorted(set(calendar))
+        by_month, volume_segment, note = _volume_paths(
+            models, timeline, len(months), tally.draws, rng, segment, segment_share
         )
         if note:
             notes.append(note)
+        counts = _share_out(by_month, months, calendar, subs, timeline, models, volume_segment, rng)
     if extra_leads_per_week > 0:
         extra = extra_rng if extra_rng is not None else np.random.default_rng(0)
         for column, sub in enumerate(subs):
@@ -82,6 +86,47 @@ def add_new_leads(
         curves = _template_curves(pool, known, models, timeline)
         _draw_leads(tally, sub, counts[:, column], curves, timeline, share, rng)
     return notes
+
+
+def _share_out(
+    by_month: IntArray,
+    months: list[Any],
+    calendar: list[Any],
+    subs: list[int],
+    timeline: Timeline,
+    models: ForecastModels,
+    segment: Mapping[str, str] | None,
+    rng: np.random.Generator,
+) -> IntArray:
+    """Each calendar period's drawn leads shared among its simulated periods, in proportion to
+    the leads expected on their days (a goal's period may start or end inside a month; the
+    leads of the month's other days are dropped)."""
+    first_day = timeline.as_of.date() + timedelta(days=1)
+    freq = simulation_freq(timeline.freq)
+    counts = np.zeros((by_month.shape[0], len(subs)), dtype=np.int64)
+    for column_month, month in enumerate(months):
+        members = [i for i, c in enumerate(calendar) if c == month]
+        first = max(month, first_day)
+        last = next_period_start(month, freq) - timedelta(days=1)
+        whole = _day_weights(models, first, last, segment, normalise=False)
+        parts = [
+            float(
+                whole[
+                    (whole.index >= max(timeline.sub_starts[subs[i]], first_day))
+                    & (whole.index <= timeline.sub_ends[subs[i]])
+                ].sum()
+            )
+            for i in members
+        ]
+        total = float(whole.sum())
+        covered = sum(parts)
+        if total <= 0 or (len(members) == 1 and covered >= total * (1 - 1e-12)):
+            counts[:, members[0]] = by_month[:, column_month]
+            continue
+        shares = np.array([*parts, max(total - covered, 0.0)]) / total
+        drawn = rng.multinomial(by_month[:, column_month], shares / shares.sum())
+        counts[:, members] = drawn[:, : len(members)]
+    return counts
 
 
 def _recent_leads(known: Funnel, timeline: Timeline) -> pd.DataFrame:
@@ -123,7 +168,12 @@ def _volume_paths(
 
 
 def _day_weights(
-    models: ForecastModels, first: Any, last: Any, segment: Mapping[str, str] | None
+    models: ForecastModels,
+    first: Any,
+    last: Any,
+    segment: Mapping[str, str] | None,
+    *,
+    normalise: bool = True,
 ) -> pd.Series:
     days = pd.date_range(first, last, freq="D")
     if models.volume is None:
@@ -133,6 +183,8 @@ def _day_weights(
     except FunnelcastInputError:
         weights = models.volume.daily_mean(first, last, None)
     values = np.clip(weights.to_numpy(dtype=float), 0.0, None)
+    if not normalise:
+        return pd.Series(values, index=weights.index)
     if values.sum() <= 0:
         values = np.ones(len(values))
     return pd.Series(values / values.sum(), index=weights.index)

@@ -106,6 +106,11 @@ class Timeline:
             starts[list(subs)] = float(epoch_days(start))
         return starts
 
+    def sub_calendar(self) -> tuple[date, ...]:
+        """The calendar period (`simulation_freq`) each simulated period lies in, by its start."""
+        freq = simulation_freq(self.freq)
+        return tuple(period_start(s, freq) for s in self.sub_starts)
+
     def first_day_after_as_of(self) -> date:
         return (self.as_of + pd.Timedelta(microseconds=1)).date()
 
@@ -126,12 +131,45 @@ def build_timeline(as_of: pd.Timestamp, freq: Freq, periods: int) -> Timeline:
     sub_starts = [period_start(first, sub)]
     while next_period_start(sub_starts[-1], sub) < after_last:
         sub_starts.append(next_period_start(sub_starts[-1], sub))
+    return _timeline(as_of, freq, starts, ends, sub_starts, after_last)
+
+
+def build_range_timeline(as_of: pd.Timestamp, start: date, end: date) -> Timeline:
+    """The timeline of one period of any whole days (a goal's), `start` to `end` inclusive.
+
+    Simulated periods are the period's pieces in each calendar month (volume is drawn per
+    month, then shared out by the days' expected leads), after a lead-in from `as_of` to
+    `start` when the period has not begun: closes and churn of the lead-in count in no period.
+    """
+    if end < start:
+        raise ValueError(f"the period ends ({end}) before it starts ({start})")
+    as_of = pd.Timestamp(as_of)
+    first_day = (as_of + pd.Timedelta(microseconds=1)).date()
+    after_last = end + timedelta(days=1)
+    if after_last <= first_day:
+        raise ValueError(f"the period {start}..{end} is over as of {as_of}")
+    points = {min(start, first_day), start}
+    month = period_start(min(start, first_day), "month")
+    while month < after_last:
+        points.add(month)
+        month = next_period_start(month, "month")
+    sub_starts = sorted(p for p in points if min(start, first_day) <= p < after_last)
+    return _timeline(as_of, "month", [start], [end], sub_starts, after_last)
+
+
+def _timeline(
+    as_of: pd.Timestamp,
+    freq: Freq,
+    starts: list[date],
+    ends: list[date],
+    sub_starts: list[date],
+    after_last: date,
+) -> Timeline:
     sub_ends = [*(s - timedelta(days=1) for s in sub_starts[1:]), after_last - timedelta(days=1)]
     sub_of_period = tuple(
         tuple(i for i, s in enumerate(sub_starts) if start <= s <= end)
         for start, end in zip(starts, ends, strict=True)
     )
-
     begin = moment_days(as_of)
     end = float(epoch_days(after_last))
     steps = begin + _STEP_DAYS * np.arange(1, int(np.ceil((end - begin) / _STEP_DAYS)) + 1)
@@ -139,8 +177,7 @@ def build_timeline(as_of: pd.Timestamp, freq: Freq, periods: int) -> Timeline:
     inner = np.concatenate([steps, boundaries])
     inner = inner[(inner > begin) & (inner < end)]
     edges = np.unique(np.concatenate([[begin], inner, [end]]))
-    sub_bounds = np.array([float(epoch_days(s)) for s in sub_starts[1:]])
-    bin_sub = np.searchsorted(sub_bounds, edges[:-1], side="right").astype(np.int64)
+    bin_sub = np.searchsorted(boundaries, edges[:-1], side="right").astype(np.int64)
     return Timeline(
         as_of=as_of,
         freq=freq,

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from scoring import store_schema as schema
 from scoring.errors import FunnelcastInputError
 from scoring.funnel import LEAD_COLUMNS
-from scoring.goals import GOAL_STATUSES, Goal
+from scoring.goals import CHECK_STATUSES, Goal
 
 _CHECK_NUMBERS = ("actual", "forecast_p10", "forecast_p50", "forecast_p90", "probability")
 
@@ -207,8 +207,8 @@ def remove_goal(engine: sa.Engine, goal_id: int) -> StoredGoal:
 
 
 def _check_row(check: GoalCheck) -> dict[str, Any]:
-    if check.status not in GOAL_STATUSES:
-        raise ValueError(f"unknown goal status {check.status!r}; one of {GOAL_STATUSES}")
+    if check.status not in CHECK_STATUSES:
+        raise ValueError(f"unknown goal status {check.status!r}; one of {CHECK_STATUSES}")
     numbers = {name: getattr(check, name) for name in _CHECK_NUMBERS}
     for name, value in numbers.items():
         if value is not None and not math.isfinite(value):

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import difflib
 import math
+import numbers
 from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
+import numpy as np
 import yaml
 
 from scoring.errors import FunnelcastInputError
@@ -30,6 +32,8 @@ Direction = Literal["at_least", "at_most"]
 DIRECTIONS: tuple[str, ...] = get_args(Direction)
 GoalStatus = Literal["on_track", "at_risk", "off_track"]
 GOAL_STATUSES: tuple[str, ...] = get_args(GoalStatus)
+# A check of a period that is over says whether the goal was met instead of a forecast status.
+CHECK_STATUSES: tuple[str, ...] = (*GOAL_STATUSES, "met", "missed")
 RATE_KPIS = frozenset({"conversion_rate", "win_rate", "churn_rate"})
 REQUIRED_FIELDS = ("name", "kpi", "direction", "target", "period_start", "period_end")
 GOAL_FIELDS = (*REQUIRED_FIELDS, "segment", "owner")
@@ -352,7 +356,7 @@ def _parse_target(value: object) -> float:
             value = float(value.strip())
         except ValueError:
             raise _FieldError(f"must be a number, got text {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
         raise _FieldError(f"must be a number, got {_kind(value)}")
     try:
         target = float(value)

@@ -2,38 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
 import pandas as pd
-import pytest
 
-from scoring.forecast import ForecastModels, forecast, forecast_models
-from scoring.funnel import Funnel
+from scoring.forecast import ForecastModels, forecast
 from scoring.kpis import compute_kpis
 from scoring.snapshot import funnel_as_of
-from scoring.synthetic import generate_funnel
-from training.pipeline import fit_models
-
-FORECAST_NAMES = ("lead-conversion", "deal-cycle", "deal-value", "lead-volume", "churn")
-AS_OF = pd.Timestamp("2026-03-31 23:59:59.999999")
-
-
-@dataclass(frozen=True)
-class Trained:
-    funnel: Funnel
-    models: ForecastModels
-
-
-@pytest.fixture(scope="session")
-def trained_forecast() -> Trained:
-    """Every forecast model, fitted once on a small synthetic funnel known up to AS_OF."""
-    funnel = generate_funnel(6_000, seed=5, end=date(2026, 6, 30)).as_funnel()
-    known = funnel_as_of(funnel, AS_OF)
-    models, skipped = fit_models(known, FORECAST_NAMES, seed=0, threads=1)
-    assert not skipped, skipped
-    return Trained(funnel, forecast_models(models, {name: "test" for name in models}))
+from tests.model.conftest import AS_OF, Trained
 
 
 def test_with_every_deal_closed_and_no_new_leads_the_forecast_is_the_actual(
