@@ -25,6 +25,7 @@ from datetime import date
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from scoring.churn import ChurnModel
@@ -241,33 +242,67 @@ def _add_open_deals(
     known_amount = np.nan_to_num(amount)
     mu, sigma = _amount_law(models.value, deals)
     converts = _converts_later(deals, created, known, models.cycle, timeline, won_curve, lost_curve)
-    bin_sub = timeline.bin_sub
     n_subs = len(timeline.sub_starts)
     tally.pipeline += _pipeline_open(known_amount, n_subs)[None, :]
     chunk = max(1, _CHUNK_CELLS // tally.draws)
     for begin in range(0, len(deals), chunk):
         part = slice(begin, begin + chunk)
         categories = categorical_draws(probabilities[part], tally.draws, rng)
-        deal, draw = np.nonzero(categories < 2 * n_bins)
-        category = categories[deal, draw].astype(np.int64)
-        deal += begin
-        won = category < n_bins
-        bin_index = np.where(won, category, category - n_bins)
-        sub = bin_sub[bin_index]
-        _tally_wins(tally, draw[won], sub[won], deal[won], bin_index[won], created, timeline, rng)
-        # Won amounts come from deal-value, not from the deal's stored amount: the store keeps
-        # one amount per deal, and for a deal still open at a past cutoff that is often its
-        # final close value (a back-test leak). Without deal-value the stored amount is used.
-        drawn = np.exp(mu[deal[won]] + sigma[deal[won]] * rng.standard_normal(int(won.sum())))
-        value = drawn if models.value is not None else known_amount[deal[won]]
-        tally.won_amount += tally.by_draw_and_period(draw[won], sub[won], value)
-        tally.won += tally.by_draw_and_period(draw[won], sub[won], np.ones(int(won.sum())))
-        tally.lost += tally.by_draw_and_period(draw[~won], sub[~won], np.ones(int((~won).sum())))
-        # A deal closed in sub-period s is no longer pipeline at the end of s and after.
-        closed_value = tally.by_draw_and_period(draw, sub, known_amount[deal])
-        tally.pipeline -= np.cumsum(closed_value, axis=1)
+        _tally_deal_closes(
+            tally, categories, begin, timeline, known_amount, created, mu, sigma, models, rng
+        )
         if converts is not None:
             _tally_conversions(tally, converts, categories, begin, n_bins, timeline, rng)
+
+
+def _tally_deal_closes(
+    tally: Tally,
+    categories: npt.NDArray[np.int16],
+    begin: int,
+    timeline: Timeline,
+    known_amount: FloatArray,
+    created: FloatArray,
+    mu: FloatArray,
+    sigma: FloatArray,
+    models: ForecastModels,
+    rng: np.random.Generator,
+) -> None:
+    """Sum one chunk of open deals' drawn closes (deals x draws categories) into `tally`.
+
+    Counts and closed pipeline go through one `bincount` over (draw, category) cells; only the
+    won cells are visited one by one, for their amounts and cycle days.
+    """
+    n, draws = categories.shape
+    n_bins = timeline.n_bins
+    width = 2 * n_bins + 1
+    cell = (np.arange(draws, dtype=np.int32)[None, :] * width + categories).ravel()
+    counts = np.bincount(cell, minlength=draws * width).reshape(draws, width)
+    closed = np.bincount(
+        cell, weights=np.repeat(known_amount[begin : begin + n], draws), minlength=draws * width
+    ).reshape(draws, width)
+    subs = tally.periods
+    to_sub = np.zeros((width, subs))
+    to_sub[np.arange(n_bins), timeline.bin_sub] = 1.0
+    to_sub[n_bins + np.arange(n_bins), timeline.bin_sub] = 1.0
+    tally.won += counts[:, :n_bins] @ to_sub[:n_bins]
+    tally.lost += counts[:, n_bins : 2 * n_bins] @ to_sub[n_bins : 2 * n_bins]
+    # A deal closed in sub-period s is no longer pipeline at the end of s and after.
+    tally.pipeline -= np.cumsum(closed @ to_sub, axis=1)
+
+    won_cells = np.flatnonzero(categories.ravel() < n_bins)
+    deal = won_cells // draws + begin
+    draw = won_cells % draws
+    bin_index = categories.ravel()[won_cells].astype(np.int64)
+    sub = timeline.bin_sub[bin_index]
+    _tally_wins(tally, draw, sub, deal, bin_index, created, timeline, rng)
+    # Won amounts come from deal-value, not from the deal's stored amount: the store keeps
+    # one amount per deal, and for a deal still open at a past cutoff that is often its
+    # final close value (a back-test leak). Without deal-value the stored amount is used.
+    if models.value is not None:
+        value = np.exp(mu[deal] + sigma[deal] * rng.standard_normal(len(deal)))
+    else:
+        value = known_amount[deal]
+    tally.won_amount += tally.by_draw_and_period(draw, sub, value)
 
 
 def _pipeline_open(known_amount: FloatArray, n_subs: int) -> FloatArray:

@@ -3,7 +3,7 @@
 Two ways to draw a category (a close bin, "still open") for many subjects:
 - `categorical_draws`: every subject in every draw (open deals, customers). The number of draws
   landing in each category is multinomial, so one `multinomial` call per subject gives the
-  counts, and a shuffle per subject decides which draws they are: no per-draw search.
+  counts, and a random rotation per subject decides which draws they are: no per-draw search.
 - `inverse_cdf_rows`: one uniform per simulated lead, looked up in its template's cumulative
   curve. Rows are offset by 2 so that a single `searchsorted` serves every template at once.
 """
@@ -28,15 +28,24 @@ def categorical_draws(
     probabilities: FloatArray, draws: int, rng: np.random.Generator
 ) -> npt.NDArray[np.int16]:
     """For each row of `probabilities` (subjects x categories, rows summing to 1), the category
-    each of `draws` draws lands in: shape (subjects, draws)."""
+    each of `draws` draws lands in: shape (subjects, draws).
+
+    A subject's counts per category are multinomial; its draws get them as one run per category
+    (in category order), rotated by a random offset of its own. For any one draw the subjects
+    are then independent with the right chances, which is what every KPI of that draw needs; a
+    shuffle per subject would give the same marginals at several times the cost.
+    """
     n, k = probabilities.shape
     if n == 0:
         return np.zeros((0, draws), dtype=np.int16)
     p = np.clip(probabilities, 0.0, None)
     p = p / p.sum(axis=1, keepdims=True)
     counts = rng.multinomial(draws, p)
-    categories = np.repeat(np.tile(np.arange(k, dtype=np.int16), n), counts.ravel())
-    return np.asarray(rng.permuted(categories.reshape(n, draws), axis=1), dtype=np.int16)
+    ordered = np.repeat(np.tile(np.arange(k, dtype=np.int16), n), counts.ravel()).reshape(n, draws)
+    offset = rng.integers(0, draws, n)
+    position = np.arange(draws)[None, :] + offset[:, None]
+    position[position >= draws] -= draws
+    return np.asarray(np.take_along_axis(ordered, position, axis=1), dtype=np.int16)
 
 
 def inverse_cdf_rows(cdf: FloatArray, rows: IntArray, u: FloatArray) -> IntArray:
