@@ -49,6 +49,7 @@ def main() -> None:
     if skipped:
         print(f"skipped: {skipped}")
     engine_models = forecast_models(models, {})
+    assert funnel.observed_until is not None
     end = pd.Timestamp(funnel.observed_until)
 
     rng = np.random.default_rng(0)

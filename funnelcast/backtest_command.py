@@ -73,7 +73,8 @@ def backtest_command(
         draws=draws,
         seed=seed,
     )
-    runs, notes = run_backtest(funnel, days, options, progress=lambda line: err.print(line))
+    backtest = run_backtest(funnel, days, options, progress=lambda line: err.print(line))
+    runs, notes = backtest.runs, backtest.notes
     configure_tracking(settings)
     run_id = log_backtest(runs, days, options, f"{funnel.name} ({code_version()})")
     text = (

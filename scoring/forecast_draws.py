@@ -42,7 +42,7 @@ def categorical_draws(
     p = p / p.sum(axis=1, keepdims=True)
     counts = rng.multinomial(draws, p)
     ordered = np.repeat(np.tile(np.arange(k, dtype=np.int16), n), counts.ravel()).reshape(n, draws)
-    offset = rng.integers(0, draws, n)
+    offset = np.asarray(rng.integers(0, draws, size=n), dtype=np.int64)
     position = np.arange(draws)[None, :] + offset[:, None]
     position[position >= draws] -= draws
     return np.asarray(np.take_along_axis(ordered, position, axis=1), dtype=np.int16)

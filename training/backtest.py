@@ -48,19 +48,30 @@ class BacktestSettings:
     threads: int | None = None
 
 
+@dataclass(frozen=True)
+class Backtest:
+    """Every (cutoff, period, KPI) run, notes (models skipped, what the engine left out), and
+    the forecast's draws of each run, by (cutoff, period start, KPI)."""
+
+    runs: list[BacktestRun]
+    notes: list[str]
+    draws: dict[tuple[date, date, str], np.ndarray]
+
+
 def run_backtest(
     funnel: Funnel,
     cutoffs: Sequence[date],
     settings: BacktestSettings,
     progress: Callable[[str], None] | None = None,
-) -> tuple[list[BacktestRun], list[str]]:
-    """Every (cutoff, period, KPI) run, and notes (models skipped, what the engine left out)."""
+) -> Backtest:
+    """Refit and forecast at every cutoff; compare with the actuals and the baselines."""
     if not funnel.dated:
         raise FunnelcastInputError("a back-test needs dated data; this data set has no dates")
     if not cutoffs:
         raise FunnelcastInputError("give at least one cutoff date")
     runs: list[BacktestRun] = []
     notes: list[str] = []
+    kept: dict[tuple[date, date, str], np.ndarray] = {}
     for cutoff in sorted(cutoffs):
         known = funnel_at_cutoff(funnel, cutoff)
         if progress:
@@ -88,6 +99,7 @@ def run_backtest(
             actual = actual_kpis(funnel, start, end, settings.kpis, settings.segment)
             reference = base.for_period(start, end, settings.kpis)
             for kpi in settings.kpis:
+                kept[(cutoff, start, kpi)] = result.draws[kpi][:, index]
                 runs.append(
                     BacktestRun(
                         cutoff=cutoff,
@@ -99,7 +111,7 @@ def run_backtest(
                         baselines=reference[kpi],
                     )
                 )
-    return runs, notes
+    return Backtest(runs, notes, kept)
 
 
 def _figures(draws: np.ndarray) -> dict[str, float | None]:
