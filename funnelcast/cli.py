@@ -41,6 +41,7 @@ from scoring.settings import Settings
 from scoring.snapshot import funnel_as_of
 from scoring.store import IngestSummary
 from scoring.synthetic import generate_funnel, write_funnel
+from scoring.tables import redact_url
 
 app = typer.Typer(
     name="funnelcast",
@@ -319,7 +320,7 @@ def demo(
     funnel = generate_funnel(leads, seed=seed)
     for path in write_funnel(funnel, data_dir):
         out.print(f"wrote {path}")
-    out.rule(f"2. ingest into the funnel store ({settings.store_url})")
+    out.rule(f"2. ingest into the funnel store ({redact_url(settings.store_url)})")
     canonical = read_canonical(data_dir)
     store = open_store(settings)
     try:
@@ -349,7 +350,9 @@ def demo(
     from training.pipeline import train_models
     from training.tracking import configure as configure_tracking
 
-    out.rule(f"4. train, evaluate and promote the models (MLflow: {settings.tracking_uri})")
+    out.rule(
+        f"4. train, evaluate and promote the models (MLflow: {redact_url(settings.tracking_uri)})"
+    )
     configure_tracking(settings)
     outcomes = train_models(
         stored,

@@ -23,7 +23,7 @@ from scoring.contract import parse_datetimes
 from scoring.errors import DataContractError, FunnelcastInputError, Problem
 from scoring.features import FeatureSpec
 from scoring.lead_scores import LeadScorer
-from scoring.tables import SOURCE_LINE
+from scoring.tables import MAX_LINE_BYTES, SOURCE_LINE, cut_problem, last_line_cut
 
 CHUNK_ROWS = 50_000
 FILE_SUFFIXES = (".csv", ".parquet")
@@ -63,6 +63,8 @@ class LeadsFile:
         self.columns = self._csv_header() if self.is_csv else self._parquet_columns()
         if "lead_id" not in self.columns:
             raise DataContractError(str(path), [self._no_lead_id()])
+        if self.is_csv:
+            self._check_complete()
 
     def _fail(self, message: str, rows: Iterable[int] = ()) -> DataContractError:
         return DataContractError(str(self.path), [Problem(message, rows=list(rows))], self.unit)
@@ -79,6 +81,18 @@ class LeadsFile:
         if "\x00" in text:
             raise self._fail("binary data, not CSV text", rows=[1])
         return next(csv.reader([text]))
+
+    def _check_complete(self) -> None:
+        """Fail a file cut off in the middle of its last line (a truncated export)."""
+        with self.path.open("rb") as stream:
+            stream.seek(max(0, self.path.stat().st_size - MAX_LINE_BYTES))
+            tail = stream.read()
+        cut = last_line_cut(tail, len(self.columns), ",", "utf-8")
+        if cut is not None:
+            with self.path.open("rb") as stream:
+                line = sum(block.count(b"\n") for block in iter(lambda: stream.read(1 << 20), b""))
+            problem = cut_problem(cut, len(self.columns), line + 1)
+            raise DataContractError(str(self.path), [problem], self.unit)
 
     def _parquet_columns(self) -> list[str]:
         try:

@@ -114,6 +114,7 @@ def _parse_numbers(check: _Checker, frame: pd.DataFrame, column: str) -> pd.Seri
     original = frame[column]
     parsed = pd.to_numeric(original, errors="coerce").astype("float64")
     check.flag(original.notna() & parsed.isna(), column, "not a number", original)
+    check.flag(np.isinf(parsed), column, "not a finite number", original)
     check.flag(parsed < 0, column, "negative amount", original)
     return parsed
 

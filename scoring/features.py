@@ -8,6 +8,7 @@ column order and the category levels live in exactly one place (STYLE practice 3
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -23,16 +24,15 @@ FloatArray = npt.NDArray[np.float64]
 
 
 def _number(value: object) -> float:
-    """A numeric attribute's value as a float; text that is no number counts as missing, as
-    `pd.to_numeric(errors="coerce")` treats it in `transform`."""
+    """A numeric attribute's value as a float; text that is no number, and infinity, count as
+    missing, as `transform` treats them."""
     if isinstance(value, bool):
         return float(value)
-    if isinstance(value, int | float):
-        return float(value)
     try:
-        return float(str(value))
-    except ValueError:
+        number = float(value) if isinstance(value, int | float) else float(str(value))
+    except (ValueError, OverflowError):  # OverflowError: an integer beyond any float
         return float("nan")
+    return number if math.isfinite(number) else float("nan")
 
 
 def _is_numeric(values: pd.Series) -> bool:
@@ -117,6 +117,7 @@ class FeatureSpec(TransformerMixin, BaseEstimator):  # type: ignore[misc]
                 columns[feature] = self._categorical(feature, values)
             else:
                 numbers = pd.to_numeric(values, errors="coerce").astype("float64")
+                numbers = numbers.where(np.isfinite(numbers))  # infinity: as missing as text
                 columns[feature] = numbers.reset_index(drop=True)
         return pd.DataFrame(columns, columns=self.feature_names_)
 

@@ -6,10 +6,12 @@ Parquet or SQL results) so later validation can point at the line a user has to 
 
 from __future__ import annotations
 
+import csv
 import io
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -17,6 +19,9 @@ from scoring.errors import DataContractError, Problem
 
 SOURCE_LINE = "_source_line"
 _OTHER_DELIMITERS = (";", "\t", "|")
+# No lead takes a megabyte; parsing a line that long costs ten times its size in memory.
+MAX_LINE_BYTES = 1 << 20
+_SCAN_BYTES = 1 << 24
 
 
 def read_table(
@@ -53,12 +58,12 @@ def read_sql(url: str, *, table: str | None = None, query: str | None = None) ->
     """Read a table or the result of a query from a SQL database through SQLAlchemy."""
     if (table is None) == (query is None):
         raise ValueError("give exactly one of table or query")
-    where = f"{_redact(url)} ({'table ' + table if table else 'query'})"
+    where = f"{redact_url(url)} ({'table ' + table if table else 'query'})"
     try:
         engine = sa.create_engine(url)
     except (sa.exc.ArgumentError, ImportError) as error:
         raise DataContractError(
-            _redact(url), [Problem(f"cannot use database URL: {error}")]
+            redact_url(url), [Problem(f"cannot use database URL: {error}")]
         ) from None
     try:
         with engine.connect() as connection:
@@ -77,7 +82,7 @@ def read_sql(url: str, *, table: str | None = None, query: str | None = None) ->
     return frame
 
 
-def _redact(url: str) -> str:
+def redact_url(url: str) -> str:
     """A database URL without its password, safe to show in messages."""
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
@@ -104,6 +109,7 @@ def _read_csv(
     raw = path.read_bytes()
     if not raw.strip():
         raise DataContractError(where, [Problem("the file is empty")])
+    _check_line_lengths(raw, where)
     text = _decode(raw, encoding, where)
     if text.startswith("\ufeff"):
         text = text[1:]
@@ -121,10 +127,60 @@ def _read_csv(
     except pd.errors.EmptyDataError:
         raise DataContractError(where, [Problem("the file is empty")]) from None
     _check_delimiter(frame, delimiter, where)
+    cut = last_line_cut(raw[-MAX_LINE_BYTES:], len(frame.columns), delimiter, encoding)
+    if cut is not None:
+        problem = cut_problem(cut, len(frame.columns), raw.count(b"\n") + 1)
+        raise DataContractError(where, [problem], unit="line")
     frame = _drop_trailing_empty_columns(frame)
     # Line numbers as a user sees them in an editor: the header is line 1.
     frame[SOURCE_LINE] = range(2, len(frame) + 2)
     return frame
+
+
+def _check_line_lengths(raw: bytes, where: str) -> None:
+    """Refuse a line over `MAX_LINE_BYTES` before parsing it (scanned in bounded windows)."""
+    data = np.frombuffer(raw, dtype=np.uint8)
+    previous, lines = -1, 0  # the last line break seen, and how many
+    for start in range(0, len(data), _SCAN_BYTES):
+        breaks = np.flatnonzero(data[start : start + _SCAN_BYTES] == ord("\n")) + start
+        bounds = np.concatenate([[previous], breaks, [min(start + _SCAN_BYTES, len(data))]])
+        longest = int(np.argmax(np.diff(bounds)))
+        if bounds[longest + 1] - bounds[longest] - 1 > MAX_LINE_BYTES:
+            begin = int(bounds[longest]) + 1
+            end = raw.find(b"\n", begin)
+            size = (end if end >= 0 else len(raw)) - begin
+            problem = Problem(
+                f"a line of {size:,} bytes (at most {MAX_LINE_BYTES:,}): no lead has a field "
+                "that large; check the export (an unclosed quote, a file pasted into a cell) "
+                "or leave that column out",
+                rows=[lines + longest + 1],
+            )
+            raise DataContractError(where, [problem], unit="line")
+        if len(breaks):
+            previous, lines = int(breaks[-1]), lines + len(breaks)
+
+
+def last_line_cut(tail: bytes, columns: int, delimiter: str, encoding: str) -> int | None:
+    """The fields on a CSV file's last line when the file looks cut off there (given its last
+    bytes): no line break at the end, and fewer fields than the header's `columns`. A last line
+    with an odd number of quotes closes a field begun earlier, or is cut inside one (which the
+    parser reports): not judged here."""
+    if not tail.strip() or tail.endswith((b"\n", b"\r")):
+        return None
+    last = tail[tail.rfind(b"\n") + 1 :]
+    if last.count(b'"') % 2:
+        return None
+    fields = next(csv.reader([last.decode(encoding, errors="replace")], delimiter=delimiter), [])
+    return len(fields) if 0 < len(fields) < columns else None
+
+
+def cut_problem(fields: int, columns: int, line: int) -> Problem:
+    return Problem(
+        f"the file ends in the middle of a line: its last line has {fields} of the header's "
+        f"{columns} fields and no line break; the file looks truncated (cut off while being "
+        "exported or copied). Export or copy it again; the file was not used",
+        rows=[line],
+    )
 
 
 def _decode(raw: bytes, encoding: str, where: str) -> str:

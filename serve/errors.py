@@ -60,9 +60,23 @@ class ApiError(Exception):
         self.headers = headers
 
     def body(self) -> dict[str, Any]:
-        return ErrorResponse(
+        body = ErrorResponse(
             error=ErrorBody(code=self.code, message=self.message, details=self.details)
         ).model_dump(exclude_none=True)
+        encodable: dict[str, Any] = _encodable(body)
+        return encodable
+
+
+def _encodable(value: Any) -> Any:
+    """`value` with every text UTF-8 can encode: an error may quote what a client sent, such
+    as a lone surrogate escape ("\\ud800"), and the response must not fail on it."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list):
+        return [_encodable(item) for item in value]
+    if isinstance(value, dict):
+        return {_encodable(key): _encodable(item) for key, item in value.items()}
+    return value
 
 
 _DESCRIPTIONS = {

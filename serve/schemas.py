@@ -10,6 +10,7 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 MAX_LEADS = 10_000
@@ -59,11 +60,62 @@ IsoDateTime = Annotated[
     datetime, BeforeValidator(_iso_datetime), Field(json_schema_extra=_date_time_schema)
 ]
 LeadId = Annotated[str, Field(min_length=1, max_length=255, examples=["L-1042"])]
-AttributeValue = str | bool | int | float | None
+# JSON numbers a float can hold: no NaN or Infinity (not JSON), no integer beyond 64 bits.
+AttributeValue = (
+    str
+    | bool
+    | Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+    | Annotated[float, Field(allow_inf_nan=False)]
+    | None
+)
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
+
+
+def _bad_text(value: Any) -> str | None:
+    """What makes a text in `value` (a key or a value, at any depth) unstorable, if any."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return "a NUL character (\\u0000), which PostgreSQL text cannot hold"
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return "a lone surrogate escape such as \\ud800, which is not valid Unicode"
+        return None
+    items = [*value, *value.values()] if isinstance(value, dict) else value
+    for item in items if isinstance(items, list) else ():
+        problem = _bad_text(item)
+        if problem is not None:
+            return problem
+    return None
+
+
+def unicode_text(data: Any) -> Any:
+    """Refuse text that JSON can carry and the store or a response cannot: a lone surrogate
+    escape ("\\ud800") or a NUL character. Found late, either is a 500."""
+    try:
+        if b"\\u0000" not in orjson.dumps(data):  # fails on a lone surrogate
+            return data
+    except TypeError:
+        pass
+    try:
+        problem = _bad_text(data)
+    except RecursionError:  # nested deeper than any lead: the fields' own checks refuse it
+        return data
+    if problem is not None:
+        raise ValueError(f"text must be valid Unicode without NUL characters; found {problem}")
+    return data
+
+
+class StrictBody(Strict):
+    """A request body: strict, and its text valid Unicode (see `unicode_text`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unicode_text(cls, data: Any) -> Any:
+        return unicode_text(data)
 
 
 class LeadIn(Strict):
@@ -82,7 +134,7 @@ class LeadIn(Strict):
     )
 
 
-class ScoreRequest(Strict):
+class ScoreRequest(StrictBody):
     leads: list[LeadIn] = Field(min_length=1, max_length=MAX_LEADS)
     explain: bool = Field(
         default=False, description=f"Add reasons (at most {MAX_EXPLAINED_LEADS} leads)"
@@ -201,26 +253,28 @@ class Readiness(Strict):
     problems: list[str]
 
 
-class LeadUpsert(Strict):
+class LeadUpsert(StrictBody):
     """A lead pushed by a CRM: created, updated, moved on, won or lost."""
 
     created_at: IsoDateTime
     outcome: Literal["won", "lost", "open"] = "open"
     closed_at: IsoDateTime | None = None
-    amount: float | None = Field(default=None, ge=0)
+    amount: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     stage: str | None = None
     owner: str | None = None
     account_id: str | None = None
     attributes: dict[str, AttributeValue] = Field(default_factory=dict)
 
 
-class LeadEvent(Strict):
+class LeadEvent(StrictBody):
     """A stage change, or the outcome (a won/lost close) of a lead already in the store."""
 
     kind: Literal["stage", "won", "lost"]
     at: IsoDateTime = Field(description="When the lead entered the stage or closed")
     stage: str | None = Field(default=None, description="The stage entered (kind = stage)")
-    amount: float | None = Field(default=None, ge=0, description="Deal value (kind = won)")
+    amount: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="Deal value (kind = won)"
+    )
 
 
 class LeadStored(Strict):
