@@ -89,26 +89,44 @@ class Tally:
     lost: FloatArray = field(init=False)
     pipeline: FloatArray = field(init=False)
     churned: FloatArray = field(init=False)
-    cycle_days: npt.NDArray[np.int64] = field(init=False)
+    _cycle_parts: list[IntArray] = field(init=False)
+    _actual_cycle: npt.NDArray[np.int64] = field(init=False)
 
     def __post_init__(self) -> None:
         shape = (self.draws, self.periods)
         for name in ("leads", "converted", "won", "won_amount", "lost", "pipeline", "churned"):
             setattr(self, name, np.zeros(shape))
-        self.cycle_days = np.zeros((*shape, CYCLE_SLOTS), dtype=np.int64)
+        self._cycle_parts = []
+        self._actual_cycle = np.zeros((self.periods, CYCLE_SLOTS), dtype=np.int64)
 
     def add_cycle_days(self, draw: IntArray, period: IntArray, days: FloatArray) -> None:
-        """Tally won deals' cycle lengths (days) by draw and period."""
+        """Tally won deals' cycle lengths (days) by draw and period (counted once, at the end:
+        a draws x periods x days array per call would make many periods quadratic)."""
         slot = np.clip(np.floor(days), 0, CYCLE_SLOTS - 1).astype(np.int64)
-        index = (draw * self.periods + period) * CYCLE_SLOTS + slot
-        size = self.draws * self.periods * CYCLE_SLOTS
-        self.cycle_days += np.bincount(index, minlength=size).reshape(self.cycle_days.shape)
+        self._cycle_parts.append((draw * self.periods + period) * CYCLE_SLOTS + slot)
 
     def add_actual_cycle_days(self, period: IntArray, days: FloatArray) -> None:
         """Tally cycle lengths that already happened: the same in every draw."""
         slot = np.clip(np.floor(days), 0, CYCLE_SLOTS - 1).astype(np.int64)
         counts = np.bincount(period * CYCLE_SLOTS + slot, minlength=self.periods * CYCLE_SLOTS)
-        self.cycle_days += counts.reshape(self.periods, CYCLE_SLOTS)[None, :, :]
+        self._actual_cycle += counts.reshape(self.periods, CYCLE_SLOTS)
+
+    def cycle_days(self, groups: list[list[int]]) -> npt.NDArray[np.int64]:
+        """Cycle-length counts per draw, group of periods and day: (draws, groups, days)."""
+        group_of = np.full(self.periods, -1, dtype=np.int64)
+        for number, members in enumerate(groups):
+            group_of[members] = number
+        counts = np.zeros((self.draws, len(groups), CYCLE_SLOTS), dtype=np.int64)
+        for part in self._cycle_parts:
+            slot = part % CYCLE_SLOTS
+            cell = part // CYCLE_SLOTS
+            group = group_of[cell % self.periods]
+            keep = group >= 0
+            index = ((cell // self.periods)[keep] * len(groups) + group[keep]) * CYCLE_SLOTS
+            counts += np.bincount(index + slot[keep], minlength=counts.size).reshape(counts.shape)
+        for number, members in enumerate(groups):
+            counts[:, number, :] += self._actual_cycle[members].sum(axis=0)[None, :]
+        return counts
 
     def by_draw_and_period(
         self, draw: IntArray, period: IntArray, weights: FloatArray

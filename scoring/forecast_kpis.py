@@ -44,7 +44,7 @@ def kpi_draws(
     won = summed(tally.won)
     lost = summed(tally.lost)
     revenue = summed(tally.won_amount)
-    cycle = np.stack([tally.cycle_days[:, g, :].sum(axis=1) for g in groups], axis=1)
+    cycle = tally.cycle_days(groups)
     missing = np.full_like(won, np.nan)
     draws: dict[str, FloatArray] = {
         "lead_count": leads,

@@ -77,12 +77,14 @@ def add_new_leads(
             days = (timeline.sub_ends[sub] - first).days + 1
             counts[:, column] += extra.poisson(extra_leads_per_week * days / 7.0, tally.draws)
     share = _amount_share(known)
+    # Templates per period: enough for three periods' worth at full size, at least 200 each.
+    pool_size = max(200, min(POOL_SIZE, 3 * POOL_SIZE // len(subs)))
     for column, sub in enumerate(subs):
         if counts[:, column].sum() == 0:
             continue
         first = max(timeline.sub_starts[sub], first_day)
         weights = _day_weights(models, first, timeline.sub_ends[sub], volume_segment)
-        pool = _template_pool(recent, first, weights, rng)
+        pool = _template_pool(recent, first, weights, rng, pool_size)
         curves = _template_curves(pool, known, models, timeline)
         _draw_leads(tally, sub, counts[:, column], curves, timeline, share, rng)
     return notes
@@ -191,16 +193,16 @@ def _day_weights(
 
 
 def _template_pool(
-    recent: pd.DataFrame, first: Any, weights: pd.Series, rng: np.random.Generator
+    recent: pd.DataFrame, first: Any, weights: pd.Series, rng: np.random.Generator, size: int
 ) -> pd.DataFrame:
-    """POOL_SIZE template leads: recent leads' attributes on days drawn by `weights`."""
-    pick = rng.integers(0, len(recent), POOL_SIZE)
+    """`size` template leads: recent leads' attributes on days drawn by `weights`."""
+    pick = rng.integers(0, len(recent), size)
     pool = recent.iloc[pick].reset_index(drop=True)
-    day = rng.choice(len(weights), POOL_SIZE, p=weights.to_numpy(dtype=float))
+    day = rng.choice(len(weights), size, p=weights.to_numpy(dtype=float))
     start = pd.Timestamp(weights.index[0])
     time_of_day = pool["created_at"] - pool["created_at"].dt.normalize()
     pool["created_at"] = start + pd.to_timedelta(day, unit="D") + time_of_day
-    pool["lead_id"] = [f"simulated-{i}" for i in range(POOL_SIZE)]
+    pool["lead_id"] = [f"simulated-{i}" for i in range(size)]
     pool["outcome"] = "open"
     for column in ("closed_at", "amount"):
         if column in pool:
@@ -237,8 +239,8 @@ def _template_curves(
     horizon = known.horizon_days
     created = series_days(pool["created_at"])
     probability = np.asarray(models.conversion.predict_proba(pool), dtype=float)
-    reach = int(np.ceil(timeline.end_days - created.min())) + 1
-    grid = np.arange(0, max(horizon, reach) + 1, dtype=np.float64)
+    # Won and lost curves stop at the horizon (`_at` holds the last value beyond it).
+    grid = np.arange(0, horizon + 1, dtype=np.float64)
     won, lost = models.cycle.cumulative_incidence(pool, grid)
     capped = np.minimum(grid, horizon).astype(np.int64)
     w_h = won[:, horizon : horizon + 1]
