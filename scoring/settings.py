@@ -7,8 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# scoring.goals' DEFAULT_ON_TRACK / DEFAULT_AT_RISK, not imported: it pulls in pandas, and every
+# command reads the settings first.
+_ON_TRACK, _AT_RISK = 0.7, 0.3
 
 
 class Settings(BaseSettings):
@@ -49,6 +53,20 @@ class Settings(BaseSettings):
         description="How often each API worker re-reads API keys (new and revoked keys).",
     )
 
+    goal_on_track: float = Field(
+        default=_ON_TRACK,
+        ge=0,
+        le=1,
+        description="A goal is on track when the probability of meeting it is at least this.",
+    )
+    goal_at_risk: float = Field(
+        default=_AT_RISK,
+        ge=0,
+        le=1,
+        description="A goal is at risk from this probability up (below goal_on_track), "
+        "off track below it.",
+    )
+
     @field_validator("home")
     @classmethod
     def _home_is_not_a_file(cls, home: Path) -> Path:
@@ -66,6 +84,15 @@ class Settings(BaseSettings):
                 f"postgresql+psycopg://user@host/db or sqlite:///path/funnel.db, got {url!r}"
             )
         return url
+
+    @model_validator(mode="after")
+    def _goal_thresholds_in_order(self) -> Settings:
+        if self.goal_at_risk > self.goal_on_track:
+            raise ValueError(
+                f"FUNNELCAST_GOAL_AT_RISK ({self.goal_at_risk}) must not be above "
+                f"FUNNELCAST_GOAL_ON_TRACK ({self.goal_on_track})"
+            )
+        return self
 
     @property
     def store_url(self) -> str:

@@ -29,7 +29,15 @@ from scoring.settings import Settings
 from scoring.store import FunnelStore
 from serve.errors import ApiError, ErrorDetail
 from serve.metrics import MetricsMiddleware
-from serve.routes import goals, health, lead_events, leads, models
+from serve.routes import (
+    attainment,
+    forecast,
+    goals,
+    health,
+    lead_events,
+    leads,
+    models,
+)
 from serve.service import ScoringService
 
 log = logging.getLogger("funnelcast.serve")
@@ -75,6 +83,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(lead_events.router)
     app.include_router(models.router)
     app.include_router(goals.router)
+    app.include_router(attainment.router)
+    app.include_router(forecast.router)
+    app.state.settings = settings  # goal status thresholds, for the attainment routes
     return app
 
 

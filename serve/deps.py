@@ -1,4 +1,5 @@
-"""Dependencies routes declare: the worker's models, the store, the score recorder.
+"""Dependencies routes declare: the worker's models, the store, the score recorder, the
+forecast engine's inputs and the app's settings.
 
 They are `async def` although they await nothing: FastAPI runs a plain `def` dependency on a
 worker thread, and three thread hops per request cost more than scoring one lead.
@@ -6,14 +7,21 @@ worker thread, and three thread hops per request cost more than scoring one lead
 
 from __future__ import annotations
 
-from typing import Annotated
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import Depends, Request
 
+from scoring import store_schema as schema
+from scoring.errors import FunnelcastInputError
+from scoring.forecast import ForecastModels, forecast_models
+from scoring.funnel import Funnel
 from scoring.score_history import ScoreRecorder
+from scoring.settings import Settings
 from scoring.store import FunnelStore
-from serve.errors import ApiError
+from serve.errors import ApiError, ErrorDetail
 from serve.service import NO_MODEL, Loaded, ScoringService
 
 
@@ -52,3 +60,113 @@ ScoringModels = Annotated[Loaded, Depends(_loaded_with_scorer)]
 Store = Annotated[FunnelStore, Depends(_store)]
 Engine = Annotated[sa.Engine, Depends(_engine)]
 Recorder = Annotated[ScoreRecorder, Depends(_recorder)]
+
+
+NO_FORECAST_MODELS = (
+    "forecasts need champions of lead-conversion and deal-cycle (GET /v1/models lists what is "
+    "loaded): train and promote them with `funnelcast train --promote` (or `make demo` for the "
+    "synthetic funnel), then POST /v1/admin/reload"
+)
+
+
+class FunnelCache:
+    """The stored funnel, loaded once per worker and again after every ingest or push.
+
+    Every write to the funnel (`funnelcast ingest`, a lead pushed through the API, from any
+    process) goes through `FunnelStore.ingest`, which adds a row to `ingest_runs`: the largest
+    id there (one primary-key read) says whether the copy in memory is still the stored funnel.
+    The engine only reads the funnel, so requests share the copy.
+    """
+
+    def __init__(self, store: FunnelStore) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._revision: int | None = None
+        self._funnel: Funnel | None = None
+
+    def revision(self) -> int | None:
+        """The id of the last ingest; None while nothing was ever ingested."""
+        with self._store.engine.connect() as connection:
+            latest = connection.execute(sa.select(sa.func.max(schema.ingest_runs.c.id))).scalar()
+        return None if latest is None else int(latest)
+
+    def get(self) -> Funnel:
+        """The current funnel (blocking: run it off the event loop).
+
+        Raises:
+            FunnelcastInputError: the store holds no funnel yet.
+        """
+        revision = self.revision()
+        with self._lock:  # one load when several requests find the copy stale together
+            if self._funnel is None or revision != self._revision:
+                self._funnel = self._store.load()
+                self._revision = revision
+            return self._funnel
+
+    def dated(self) -> Funnel:
+        """`get()`, or a 503 saying what to load when the store is empty or has no dates."""
+        try:
+            funnel = self.get()
+        except FunnelcastInputError as error:
+            raise ApiError(503, "no_data", str(error)) from None
+        if not funnel.dated:
+            raise ApiError(
+                503,
+                "no_data",
+                "forecasts need dated data and the stored data set has no dates: ingest a "
+                "dated funnel (`funnelcast ingest`), then train and promote "
+                "(`funnelcast train --promote`)",
+            )
+        return funnel
+
+
+async def _funnels(request: Request) -> FunnelCache:
+    """The worker's funnel cache, made on first use (dependencies run on the event loop, one at
+    a time, so two requests cannot both make one)."""
+    state = request.app.state
+    cache: FunnelCache | None = getattr(state, "funnel_cache", None)
+    if cache is None:
+        cache = state.funnel_cache = FunnelCache(state.store)
+    return cache
+
+
+async def _forecast_models(request: Request) -> ForecastModels | None:
+    """The forecast engine's champions from the worker's current model set (so a reload swaps
+    them); None without a lead-conversion or deal-cycle champion."""
+    service: ScoringService = request.app.state.service
+    champions = service.loaded.champions
+    loaded = {name: model.model for name, model in champions.models.items()}
+    try:
+        return forecast_models(loaded, champions.versions())
+    except FunnelcastInputError:
+        return None
+
+
+async def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+Funnels = Annotated[FunnelCache, Depends(_funnels)]
+ForecastChampions = Annotated[ForecastModels | None, Depends(_forecast_models)]
+AppSettings = Annotated[Settings, Depends(_settings)]
+
+
+def single_valued(*repeatable: str) -> Callable[[Request], Coroutine[Any, Any, None]]:
+    """A dependency that refuses a query parameter given twice (`?owner=a&owner=b`), those in
+    `repeatable` apart: FastAPI would silently keep the last value."""
+
+    async def each_parameter_once(request: Request) -> None:
+        seen: set[str] = set()
+        for name, _ in request.query_params.multi_items():
+            if name in seen and name not in repeatable:
+                message = "given more than once; it takes one value"
+                raise ApiError(
+                    422,
+                    "invalid_request",
+                    f"{name}: {message}",
+                    details=[ErrorDetail(location=["query", name], message=message)],
+                )
+            seen.add(name)
+
+    return each_parameter_once

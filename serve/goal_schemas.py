@@ -1,4 +1,5 @@
-"""Request and response schemas of the goals routes (strict: no coercion, no extra fields).
+"""Request and response schemas of the goals and attainment routes (strict: no coercion, no
+extra fields).
 
 The schemas check types; what a goal means (a known KPI, a rate between 0 and 1, an end after
 the start, segment keys that are lead columns) is checked by `scoring.goals.parse_goal`, so the
@@ -10,13 +11,16 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from scoring.goal_store import StoredGoal
+from scoring.attainment import Attainment
+from scoring.goal_store import StoredCheck, StoredGoal
 from scoring.goals import FIRST_YEAR, LAST_YEAR, MAX_STAGE_LENGTH, MAX_TEXT_LENGTH
 from scoring.kpis import KPI_IDS, STAGE_CONVERSION_PREFIX
+from serve.forecast_schemas import utc
+from serve.schemas import StrictBody
 
 _KPI_PATTERN = (
     f"^({'|'.join(KPI_IDS)}|{re.escape(STAGE_CONVERSION_PREFIX)}.{{1,{MAX_STAGE_LENGTH}}})$"
@@ -47,7 +51,7 @@ class Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
-class GoalIn(Strict):
+class GoalIn(StrictBody):
     """A SMART goal: a KPI, a target and a direction over a period, for an optional segment."""
 
     name: str = Field(
@@ -120,3 +124,135 @@ class GoalOut(Strict):
 
 class GoalList(Strict):
     goals: list[GoalOut]
+
+
+# -- attainment -------------------------------------------------------------------------------
+
+CheckStatus = Literal["on_track", "at_risk", "off_track", "met", "missed"]
+
+
+class ForecastFigures(Strict):
+    """The whole period's KPI over the draws (actuals so far included)."""
+
+    mean: float | None
+    p10: float | None
+    p50: float | None
+    p90: float | None
+
+
+class WhatItTakesOut(Strict):
+    """What would bring the goal to an 80 % chance (see docs/api.md, Goal attainment)."""
+
+    kind: Literal[
+        "nothing_more",
+        "extra_leads_per_week",
+        "not_reachable_in_time",
+        "rate_needed",
+        "deal_size_needed",
+        "not_available",
+    ]
+    value: float | None = Field(
+        description="Extra new leads a week, the rate or the average deal size needed"
+    )
+    message: str
+
+
+class AttainmentOut(Strict):
+    """One check of a goal: actual to date, forecast of the period, chance and status."""
+
+    as_of: datetime = Field(
+        description="The moment the funnel was known up to (the end of a day, UTC)"
+    )
+    state: Literal["past", "current", "future"] = Field(
+        description="Whether the period is over, under way or still to come as of as_of"
+    )
+    actual: float | None = Field(
+        description="The KPI over the period's days so far (the final value once it is over)"
+    )
+    forecast: ForecastFigures | None = Field(description="Null once the period is over")
+    probability: float = Field(ge=0, le=1, description="Share of draws that meet the target")
+    status: CheckStatus = Field(
+        description="on_track / at_risk / off_track from the probability (thresholds "
+        "FUNNELCAST_GOAL_ON_TRACK, FUNNELCAST_GOAL_AT_RISK); met / missed once the period is over"
+    )
+    what_it_takes: WhatItTakesOut
+    notes: list[str]
+
+    @classmethod
+    def of(cls, attainment: Attainment) -> AttainmentOut:
+        figures = attainment.forecast
+        takes = attainment.takes
+        return cls(
+            as_of=utc(attainment.as_of),
+            state=attainment.state,
+            actual=attainment.actual,
+            forecast=None if figures is None else ForecastFigures(**figures),
+            probability=attainment.probability,
+            status=cast(CheckStatus, attainment.status),
+            what_it_takes=WhatItTakesOut(kind=takes.kind, value=takes.value, message=takes.message),
+            notes=list(attainment.notes),
+        )
+
+
+class CheckOut(Strict):
+    """A recorded check: when, and what it found."""
+
+    checked_at: datetime
+    status: CheckStatus
+    probability: float | None
+    actual: float | None
+    forecast_p10: float | None
+    forecast_p50: float | None
+    forecast_p90: float | None
+
+    @classmethod
+    def of(cls, stored: StoredCheck) -> CheckOut:
+        check = stored.check
+        if check.checked_at is None:  # the store always sets it
+            raise ValueError(f"check {stored.id} has no time")
+        return cls(
+            checked_at=check.checked_at,
+            status=cast(CheckStatus, check.status),
+            probability=check.probability,
+            actual=check.actual,
+            forecast_p10=check.forecast_p10,
+            forecast_p50=check.forecast_p50,
+            forecast_p90=check.forecast_p90,
+        )
+
+
+class GoalAttainment(Strict):
+    """A goal, the check just made (and recorded), and its checks so far, oldest first."""
+
+    goal: GoalOut
+    attainment: AttainmentOut
+    history: list[CheckOut] = Field(description="Up to the last 100 checks, this one included")
+
+
+class GoalAttainmentItem(Strict):
+    """A goal and the check just made and recorded; `problem` says why there is none."""
+
+    goal: GoalOut
+    attainment: AttainmentOut | None
+    problem: str | None = Field(
+        default=None, description="Why the goal could not be checked (its KPI is not forecast)"
+    )
+
+
+class OwnerRollup(Strict):
+    """One owner's goals: how many by status, and their mean probability of being met."""
+
+    owner: str | None = Field(description="Null for the goals without an owner")
+    goals: int
+    on_track: int
+    at_risk: int
+    off_track: int
+    met: int
+    missed: int
+    not_checked: int
+    mean_probability: float | None = Field(description="Over the goals checked; null if none")
+
+
+class AttainmentReport(Strict):
+    goals: list[GoalAttainmentItem]
+    owners: list[OwnerRollup]

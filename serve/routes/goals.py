@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, NoReturn
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
 from scoring.goal_store import (
@@ -20,7 +20,7 @@ from scoring.goal_store import (
 )
 from scoring.goals import MAX_TEXT_LENGTH, GoalError, parse_goal
 from serve.auth import Manager, Viewer
-from serve.deps import Engine
+from serve.deps import Engine, single_valued
 from serve.errors import ApiError, ErrorDetail, ErrorResponse, error_responses
 from serve.goal_schemas import GoalIn, GoalList, GoalOut
 
@@ -36,7 +36,12 @@ _INVALID: dict[int | str, dict[str, Any]] = {
 }
 _WRITE_ERRORS = {**error_responses(400, 413), **_INVALID}
 
-router = APIRouter(prefix="/v1/goals", tags=["goals"], responses=error_responses(401, 403, 422))
+router = APIRouter(
+    prefix="/v1/goals",
+    tags=["goals"],
+    responses=error_responses(401, 403, 422),
+    dependencies=[Depends(single_valued())],
+)
 
 GoalId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The goal's id")]
 

@@ -1,10 +1,13 @@
 """A trained FUNNELCAST_HOME built once per session, and apps served in-process over copies of it.
 
-The session home holds a small synthetic funnel in its store and the champions of
-lead-conversion, deal-cycle and deal-value (plus a second, unpromoted lead-conversion version for
-reload tests), with their local copies already in `models/`. A test that changes state (moves
-an alias, revokes a key, pushes a lead) gets its own copy of the databases (the MLflow artifacts
-are shared, read-only); the tests of a module that only read share one app (`shared_api`).
+The session trains and promotes every model on a small synthetic funnel once, and keeps two
+homes over the same store and artifacts: `full` with the champions of all five models (what the
+forecast and goal routes need), and `home` with those of the scoring models only (lead-conversion,
+deal-cycle, deal-value; lead-volume and churn registered but without a champion), plus a second,
+unpromoted lead-conversion version in both for reload tests. Local copies of the champions are
+already in each home's `models/`. A test that changes state (moves an alias, revokes a key,
+pushes a lead) gets its own copy of the databases (the MLflow artifacts are shared, read-only);
+the tests of a module that only read share one app (`shared_api`, `shared_full_api`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import training.deal_cycle_run
 from scoring.api_keys import ROLES, create_key
 from scoring.champions import load_champions
 from scoring.funnel import Funnel
+from scoring.registry import CHAMPION, MODEL_NAMES
 from scoring.settings import Settings
 from scoring.store import FunnelStore
 from scoring.synthetic import generate_funnel
@@ -40,6 +44,7 @@ from training.tracking import configure
 
 LEADS = 4_000
 SCORING_MODELS = ("lead-conversion", "deal-cycle", "deal-value")
+FORECAST_ONLY_MODELS = ("lead-volume", "churn")
 _HOME_FILES = ("funnel.db", "mlflow.db")
 _ENVIRONMENT = (
     "FUNNELCAST_HOME",
@@ -48,6 +53,8 @@ _ENVIRONMENT = (
     "FUNNELCAST_MAX_BODY_BYTES",
     "FUNNELCAST_RELOAD_POLL_SECONDS",
     "FUNNELCAST_KEY_REFRESH_SECONDS",
+    "FUNNELCAST_GOAL_ON_TRACK",
+    "FUNNELCAST_GOAL_AT_RISK",
     "MLFLOW_TRACKING_URI",
     "MLFLOW_REGISTRY_URI",
     "PROMETHEUS_MULTIPROC_DIR",
@@ -56,13 +63,16 @@ _ENVIRONMENT = (
 
 @dataclass(frozen=True)
 class TrainedHome:
-    """The session's home: champions of the scoring models, and a spare lead-conversion."""
+    """The session's homes: champions of the scoring models (`home`) or of every model (`full`),
+    and a spare lead-conversion in both."""
 
     home: Path
     empty: Path  # initialised stores, no model registered
     funnel: Funnel
-    versions: dict[str, str]
+    versions: dict[str, str]  # the champions of `home`
     spare_conversion: str  # a registered lead-conversion version that is not champion
+    full: Path
+    full_versions: dict[str, str]  # the champions of `full`: all five models
 
 
 def home_settings(home: Path, **overrides: Any) -> Settings:
@@ -98,26 +108,36 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory) -> TrainedHome:
         FunnelStore.open(settings.store_url).close()
         mlflow.MlflowClient(settings.tracking_uri).search_experiments()  # the schema, no model
 
-        home = tmp_path_factory.mktemp("trained-home")
-        shutil.copy2(empty / "mlflow.db", home / "mlflow.db")  # creating the schema takes ~3 s
-        settings = home_settings(home)
+        full = tmp_path_factory.mktemp("full-home")
+        shutil.copy2(empty / "mlflow.db", full / "mlflow.db")  # creating the schema takes ~3 s
+        settings = home_settings(full)
         store = FunnelStore.open(settings.store_url)
         store.ingest(generate_funnel(LEADS, seed=7).as_funnel(), source="test", replace=True)
         funnel = store.load()
         store.close()
         client = configure(settings)
-        outcomes = train_models(funnel, SCORING_MODELS, seed=0, promote=True, threads=1)
-        versions = {o.name: o.version for o in outcomes if o.version is not None}
-        assert set(versions) == set(SCORING_MODELS), [o.message for o in outcomes]
+        outcomes = train_models(funnel, MODEL_NAMES, seed=0, promote=True, threads=1)
+        full_versions = {o.name: o.version for o in outcomes if o.version is not None}
+        assert set(full_versions) == set(MODEL_NAMES), [o.message for o in outcomes]
         # A second lead-conversion version, not champion, for the reload tests: the same model
         # registered again (what a re-run on unchanged data registers), without training twice.
-        first = client.get_model_version("lead-conversion", versions["lead-conversion"])
+        first = client.get_model_version("lead-conversion", full_versions["lead-conversion"])
         assert first.source is not None
         spare = client.create_model_version("lead-conversion", first.source, first.run_id)
         champions = load_champions(settings.tracking_uri, settings.models_dir)  # local copies
-        assert champions.versions() == versions, champions.missing
+        assert champions.versions() == full_versions, champions.missing
+
+        # The scoring home: the same registry without the champions of the forecast-only
+        # models, and without their local copies (a degraded start would load those).
+        home = copy_home(full, tmp_path_factory.mktemp("trained-home"))
+        scoring = home_settings(home)
+        registry = mlflow.MlflowClient(scoring.tracking_uri, registry_uri=scoring.tracking_uri)
+        for name in FORECAST_ONLY_MODELS:
+            registry.delete_registered_model_alias(name, CHAMPION)
+            shutil.rmtree(scoring.models_dir / name)
+        versions = {name: full_versions[name] for name in SCORING_MODELS}
     # The environment and deal-cycle's threads are back as they were for the tests that follow.
-    return TrainedHome(home, empty, funnel, versions, str(spare.version))
+    return TrainedHome(home, empty, funnel, versions, str(spare.version), full, full_versions)
 
 
 _copies = itertools.count()
@@ -201,24 +221,46 @@ def start_api(
         yield start
 
 
+@contextmanager
+def module_api(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """An app over a copy of `source`, in a clean environment, for a module's tests."""
+    with pytest.MonkeyPatch.context() as patch:
+        clean_environment(patch)
+        patch.chdir(tmp_path_factory.mktemp("cwd"))
+        home = copy_home(source, tmp_path_factory.mktemp("shared"))
+        with running_api(home) as api:
+            yield api
+
+
 @pytest.fixture(scope="module")
 def shared_api(
     trained_home: TrainedHome, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Api]:
     """One app for the tests of a module that only read: they score, validate and check
     statuses, and change nothing another test could see (starting an app takes ~0.3 s)."""
-    with pytest.MonkeyPatch.context() as patch:
-        clean_environment(patch)
-        patch.chdir(tmp_path_factory.mktemp("cwd"))
-        home = copy_home(trained_home.home, tmp_path_factory.mktemp("shared"))
-        with running_api(home) as api:
-            yield api
+    with module_api(trained_home.home, tmp_path_factory) as api:
+        yield api
+
+
+@pytest.fixture(scope="module")
+def shared_full_api(
+    trained_home: TrainedHome, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Api]:
+    """`shared_api` over the home with every model's champion (forecasts, goal attainment)."""
+    with module_api(trained_home.full, tmp_path_factory) as api:
+        yield api
 
 
 @pytest.fixture
 def api(start_api: ApiFactory) -> Api:
     """The app over a copy of the trained home."""
     return start_api()
+
+
+@pytest.fixture
+def full_api(start_api: ApiFactory, trained_home: TrainedHome, tmp_path: Path) -> Api:
+    """The app over a copy of the home with every model's champion."""
+    return start_api(home=copy_home(trained_home.full, tmp_path))
 
 
 @pytest.fixture

@@ -27,12 +27,13 @@ _HOME = Path(tempfile.gettempdir()) / f"funnelcast-schemathesis-{os.getpid()}"
 _APP = create_app(home_settings(_HOME))
 
 # 25 generated requests an operation; reload takes no input (and reloads the models each
-# time), so a few suffice there.
+# time), so a few suffice there; a forecast or a goal roll-up runs the engine (seconds each).
 # Leads and events are checked against the data at run time as well as against the schema: a
 # known attribute's type comes from the loaded model, a close must follow the lead's creation,
-# a stage must be one of the data set's. A request the schema allows can therefore get the 422
-# these operations document; every other check (no 5xx, responses as documented, invalid
-# requests rejected, auth enforced) applies unchanged.
+# a stage must be one of the data set's; a forecast's segment key must be a lead column, its
+# as_of inside the data, and draws x periods within the API's budget. A request the schema
+# allows can therefore get the 422 these operations document; every other check (no 5xx,
+# responses as documented, invalid requests rejected, auth enforced) applies unchanged.
 _CONFIG = SchemathesisConfig.from_str(
     """
 [generation]
@@ -49,6 +50,11 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 [[operations]]
 include-path-regex = "^/v1/goals"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "422"]
+
+[[operations]]
+include-path-regex = "^/v1/(forecast|attainment)$"
+generation.max-examples = 10
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "422"]
 """
 )
 schema = schemathesis.openapi.from_dict(_APP.openapi(), config=_CONFIG)
