@@ -77,7 +77,7 @@ def run_backtest(
         if progress:
             progress(f"cutoff {cutoff}: refitting on {len(known.leads):,} leads known then")
         models, skipped = fit_models(
-            known, FORECAST_MODELS, seed=settings.seed, threads=settings.threads
+            known, FORECAST_MODELS, seed=settings.seed, threads=settings.threads, final=True
         )
         notes += [f"cutoff {cutoff}: {name} not fitted: {why}" for name, why in skipped.items()]
         result = forecast(

@@ -193,15 +193,30 @@ def set_champion(name: str, version: str, reason: str | None = None) -> None:
 
 
 def fit_models(
-    funnel: Funnel, names: Sequence[str], *, seed: int = 0, threads: int | None = None
+    funnel: Funnel,
+    names: Sequence[str],
+    *,
+    seed: int = 0,
+    threads: int | None = None,
+    final: bool = False,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Train each model in memory, with no tracking or registry (back-tests refit this way).
 
-    Returns the fitted models by name and, for the ones the data cannot support, why not.
+    With `final`, deal-cycle is fitted on everything known (outcomes as of the end of the data)
+    rather than on the deals before its validation date: a forecast from the end of the data
+    needs the latest waves of closes, which the evaluation split holds back; the registered
+    model keeps being the evaluated one. Returns the fitted models by name and, for the ones the
+    data cannot support, why not.
     """
     models: dict[str, Any] = {}
     skipped: dict[str, str] = {}
     for name in names:
+        if final and name == "deal-cycle":
+            try:
+                models[name] = _final_deal_cycle(funnel, seed, threads)
+            except (ModelSkipped, FunnelcastInputError) as reason:
+                skipped[name] = str(reason)
+            continue
         train, _ = _functions(name)
         options: dict[str, Any] = {"seed": seed}
         if threads is not None and name in _THREADED:
@@ -215,3 +230,20 @@ def fit_models(
         for figure in result.figures.values():  # nobody looks at them: free them now
             plt.close(figure)
     return models, skipped
+
+
+def _final_deal_cycle(funnel: Funnel, seed: int, threads: int | None) -> Any:
+    from training.deal_cycle import CycleParams, fit_deal_cycle, observed_until
+
+    if not funnel.dated:
+        raise ModelSkipped("deal-cycle needs dated data")
+    params = CycleParams() if threads is None else CycleParams(threads=threads)
+    model, _ = fit_deal_cycle(
+        funnel.leads,
+        as_of=observed_until(funnel),
+        features=tuple(funnel.features),
+        horizon_days=funnel.horizon_days,
+        seed=seed,
+        params=params,
+    )
+    return model
