@@ -26,6 +26,7 @@ from funnelcast.cli_support import (
 )
 from funnelcast.forecast_command import forecast_command
 from funnelcast.goals_command import goals_app
+from funnelcast.goals_report_command import report as goals_report
 from funnelcast.keys_command import keys_app
 from funnelcast.render import print_table, records_to_csv, records_to_json
 from funnelcast.score_command import score
@@ -51,6 +52,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(keys_app, name="keys")
+goals_app.command("report")(friendly_errors(goals_report))
 app.add_typer(goals_app, name="goals")
 app.command("forecast")(friendly_errors(forecast_command))
 app.command("backtest")(friendly_errors(backtest_command))
