@@ -5,6 +5,12 @@ holidays and the summer. A model that predicts *when* a deal closes needs to see
 each future period it predicts for; these functions turn dates into that calendar.
 
 Days are whole calendar days counted from 1970-01-01 (`int64`), the unit `datetime64[D]` uses.
+
+A calendar feature is only as good as the history that shows its values. Features that turn once
+a year (`YEARLY_FEATURES`) are left out of a model that has seen closes for less than two years
+(`calendar_columns`): with one year or less, next month's value was never seen, or seen once in a
+stretch unlike today (the funnel's first months, a one-off push), and trees extrapolate from it.
+The month and quarter positions turn every quarter and are always kept.
 """
 
 from __future__ import annotations
@@ -38,6 +44,21 @@ SPAN_FEATURES = (
     "summer_share",
 )
 """Columns of `span_calendar`: the first five describe the span's first day, the rest its days."""
+
+YEARLY_FEATURES = ("month", "week_of_year", "holiday_share", "summer_share")
+"""The `SPAN_FEATURES` whose values come round once a year."""
+YEARLY_HISTORY_DAYS = 730
+"""Days of close history from which `YEARLY_FEATURES` are used: each value seen in two years."""
+
+DAY_EFFECTS = (
+    "month_of_quarter_2",
+    "month_of_quarter_3",
+    "in_month_end",
+    "in_quarter_end",
+    "is_quarter_end",
+    "is_holiday_season",
+)
+"""Day-level 0/1 indicators whose effect on the daily close rate `WeekProfile` holds."""
 
 
 def to_days(values: pd.Series | pd.DatetimeIndex | np.ndarray | Sequence[object]) -> IntArray:
@@ -97,6 +118,24 @@ def day_calendar(days: IntArray) -> dict[str, IntArray]:
     }
 
 
+def calendar_columns(history_days: float) -> tuple[str, ...]:
+    """The `SPAN_FEATURES` a model with `history_days` days of close history can learn from."""
+    if history_days >= YEARLY_HISTORY_DAYS:
+        return SPAN_FEATURES
+    return tuple(name for name in SPAN_FEATURES if name not in YEARLY_FEATURES)
+
+
+def day_effect_indicators(days: IntArray) -> FloatArray:
+    """The `DAY_EFFECTS` indicators of each day, shape (days, len(DAY_EFFECTS))."""
+    calendar = day_calendar(np.asarray(days, dtype=np.int64))
+    columns = [
+        calendar["month_of_quarter"] == 2,
+        calendar["month_of_quarter"] == 3,
+        *(calendar[name] == 1 for name in DAY_EFFECTS[2:]),
+    ]
+    return np.column_stack(columns).astype(np.float64)
+
+
 _SHARED_FLAGS = {
     "weekday_share": "is_weekday",
     "month_end_share": "in_month_end",
@@ -138,22 +177,106 @@ def span_calendar(start_days: IntArray, length_days: int) -> dict[str, Float32Ar
 
 @dataclass(frozen=True)
 class WeekProfile:
-    """How closes spread over the days of a week: relative weight of Monday ... Sunday."""
+    """How closes spread over the days of a week: by weekday, and by each day's calendar.
+
+    A week's close chance comes from the hazard model; this says which of its days the closes
+    fall on. The calendar matters where a week straddles a month or quarter boundary: when
+    September closes three times as often as October, a deal-week of 28 September to 4 October
+    holds most of its closes before the 1st, and a forecast from 30 September must not carry
+    them into October.
+
+    Args:
+        weekday_weights: relative close rate of Monday ... Sunday.
+        calendar_effects: log rate ratio of a day with each of `DAY_EFFECTS` (0: no effect).
+    """
 
     weekday_weights: tuple[float, ...] = (1.0,) * 7
+    calendar_effects: tuple[float, ...] = (0.0,) * len(DAY_EFFECTS)
 
-    def elapsed_share(self, first_weekday: IntArray, offset: FloatArray) -> FloatArray:
+    def day_weights(self, days: IntArray) -> FloatArray:
+        """Relative close rate of each day (> 0)."""
+        days = np.asarray(days, dtype=np.int64)
+        weights = np.asarray(self.weekday_weights, dtype=np.float64)[(days + 3) % 7]
+        effects = np.asarray(self.calendar_effects, dtype=np.float64)
+        if effects.any():
+            weights = weights * np.exp(day_effect_indicators(days) @ effects)
+        return np.asarray(weights, dtype=np.float64)
+
+    def elapsed_share(self, first_day: npt.ArrayLike, offset: FloatArray) -> FloatArray:
         """Share of a 7-day span's closes that fall in its first `offset` days (0 to 7).
 
-        `first_weekday` (Monday 0) is the weekday of each span's first day, one per row of
-        `offset` (shape (n, m)); a fractional day counts pro rata.
+        `first_day` is each span's first day (days since 1970-01-01): one per row of `offset`
+        (shape (n, m)), or one per cell; a fractional day counts pro rata.
         """
-        weights = np.asarray(self.weekday_weights, dtype=np.float64)
-        weights = weights / weights.sum()
-        days = (np.asarray(first_weekday)[:, None] + np.arange(7)[None, :]) % 7
-        daily = weights[days]  # (n, 7): the weight of each day of the span, in order
-        cumulative = np.concatenate([np.zeros((len(daily), 1)), np.cumsum(daily, axis=1)], axis=1)
+        offset = np.asarray(offset, dtype=np.float64)
+        first = np.asarray(first_day, dtype=np.int64)
+        first = np.broadcast_to(first.reshape(len(first), -1), offset.shape)
+        if first.size == 0:
+            return np.zeros(offset.shape)
+        low = int(first.min())
+        weights = self.day_weights(np.arange(low, int(first.max()) + 7, dtype=np.int64))
+        cumulative = np.concatenate([[0.0], np.cumsum(weights)])
+        begin = first - low
         whole = np.clip(np.floor(offset), 0, 6).astype(np.int64)
-        rows = np.arange(len(daily))[:, None]
-        partial = np.clip(offset - whole, 0.0, 1.0) * daily[rows, whole]
-        return np.asarray(cumulative[rows, whole] + partial, dtype=np.float64)
+        partial = np.clip(offset - whole, 0.0, 1.0) * weights[begin + whole]
+        elapsed = cumulative[begin + whole] - cumulative[begin] + partial
+        return np.asarray(elapsed / (cumulative[begin + 7] - cumulative[begin]), dtype=np.float64)
+
+
+# Prior spread (log rate ratio) of a calendar effect in `fit_week_profile`: beyond ×e is rare;
+# and of a weekday's level around the average rate, only there to keep it finite.
+_EFFECT_PRIOR_SD = 0.5
+_LEVEL_PRIOR_SD = 2.0
+
+
+def fit_week_profile(
+    first_day: IntArray, last_day: IntArray, closed: npt.NDArray[np.bool_], since_day: int
+) -> WeekProfile:
+    """The `WeekProfile` of deals open from `first_day` to `last_day` (inclusive; `closed`: the
+    deal closed on its last day), learned on the days from `since_day` on.
+
+    A Poisson regression of each day's closes on its weekday and `DAY_EFFECTS`, with the deals
+    open that day as exposure. A normal prior of standard deviation `_EFFECT_PRIOR_SD` on each
+    calendar effect keeps a short history's profile near flat.
+    """
+    days = np.arange(since_day, int(last_day.max()) + 1, dtype=np.int64)
+    # Deals open on each day (a deal closing that day counts), and closes on each day.
+    change = np.zeros(len(days) + 1)
+    np.add.at(change, np.clip(first_day, since_day, days[-1] + 1) - since_day, 1.0)
+    np.add.at(change, np.maximum(last_day, since_day - 1) - since_day + 1, -1.0)
+    at_risk = np.cumsum(change)[:-1]
+    closes = np.bincount(
+        last_day[closed & (last_day >= since_day)] - since_day, minlength=len(days)
+    )
+    exposed = at_risk > 0
+    if closes.sum() == 0 or not exposed.any():
+        return WeekProfile()
+    weekday = (days[exposed] + 3) % 7
+    design = np.column_stack([np.eye(7)[weekday], day_effect_indicators(days[exposed])])
+    expected = at_risk[exposed] * closes.sum() / at_risk[exposed].sum()
+    prior_sd = np.array([_LEVEL_PRIOR_SD] * 7 + [_EFFECT_PRIOR_SD] * len(DAY_EFFECTS))
+    effects = _poisson_map(design, closes[exposed].astype(np.float64), expected, prior_sd)
+    weekday_weights = np.exp(effects[:7])
+    return WeekProfile(
+        tuple(float(w) for w in weekday_weights / weekday_weights.mean()),
+        tuple(float(e) for e in effects[7:]),
+    )
+
+
+def _poisson_map(
+    design: FloatArray, counts: FloatArray, expected: FloatArray, prior_sd: FloatArray
+) -> FloatArray:
+    """Posterior mode of `b` in counts ~ Poisson(expected * exp(design @ b)), b ~ N(0, prior_sd²),
+    by Newton's method."""
+    precision = np.diag(1.0 / prior_sd**2)
+    effects = np.zeros(design.shape[1])
+    for _ in range(50):
+        mean = expected * np.exp(design @ effects)
+        gradient = design.T @ (mean - counts) + precision @ effects
+        hessian = (design * mean[:, None]).T @ design + precision
+        step = np.linalg.solve(hessian, gradient)
+        # The objective is convex; bounding the steps keeps the first ones from overshooting.
+        effects -= np.clip(step, -1.0, 1.0)
+        if np.abs(step).max() < 1e-9:
+            break
+    return effects

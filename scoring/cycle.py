@@ -16,8 +16,9 @@ next 30 days?".
 
 A deal's clock counts days from the midnight that begins its creation day, so its week `w` holds
 exactly the calendar days `created + 7w ... created + 7w + 6`. Inside a week, closes spread over
-the days by a weekday profile learned from past closes (deals rarely close on a Sunday), which
-makes "within 30 days" finer than "within 4 or 5 weeks".
+the days by a profile learned from past closes (deals rarely close on a Sunday, often in a
+quarter's last month), which makes "within 30 days" finer than "within 4 or 5 weeks", and keeps
+a week that straddles a month end from moving closes across it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,13 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from scoring.calendar_features import SPAN_FEATURES, WeekProfile, span_calendar, to_days
+from scoring.calendar_features import (
+    SPAN_FEATURES,
+    WeekProfile,
+    calendar_columns,
+    span_calendar,
+    to_days,
+)
 from scoring.fast_predict import averaged_booster, predict_array
 from scoring.features import FeatureSpec
 from scoring.predict_threads import predict_options
@@ -129,18 +136,26 @@ class HazardDesign:
     `training.deal_cycle`). Trees over deal-weeks learn attribute effects slowly; without these
     summaries the best and the fastest deals come out too timid.
 
+    The calendar of the week is the `SPAN_FEATURES` that the history can teach
+    (`calendar_columns`): below two years of closes, not the ones that turn once a year.
+
     Args:
         features: attribute columns of the leads (may be empty: age and calendar only).
         age_cap_weeks: weeks after which a deal's age stops changing its hazard; older deals are
             rare, and sharing the last age keeps their predictions stable.
     """
 
+    # Models pickled before the calendar depended on the history used every column.
+    calendar_features_: tuple[str, ...] = SPAN_FEATURES
+
     def __init__(self, features: Sequence[str] = (), age_cap_weeks: int = 52) -> None:
         self.features = tuple(features)
         self.age_cap_weeks = age_cap_weeks
 
-    def fit(self, leads: pd.DataFrame) -> HazardDesign:
-        """Learn the attributes' kinds and category levels from training leads."""
+    def fit(self, leads: pd.DataFrame, history_days: float = float("inf")) -> HazardDesign:
+        """Learn the attributes' kinds and category levels from training leads, and the calendar
+        columns `history_days` days of close history support."""
+        self.calendar_features_ = calendar_columns(history_days)
         self.spec_ = FeatureSpec(self.features).fit(leads) if self.features else None
         self.deal_scores_: dict[str, tuple[Booster, ...]] = {}
         kinds = [] if self.spec_ is None else list(self.spec_.transform(leads.head(1)).dtypes)
@@ -154,7 +169,7 @@ class HazardDesign:
             "deal_age_days",
             "age_vs_won_days",
             "age_vs_lost_days",
-            *(f"week_{name}" for name in SPAN_FEATURES),
+            *(f"week_{name}" for name in self.calendar_features_),
         ]
         return self
 
@@ -229,7 +244,7 @@ class HazardDesign:
         starts = created_day[deal_index] + WEEK * week
         first = int(starts.min()) if len(starts) else 0
         calendar = _week_calendar(first, int(starts.max()) - first + 1 if len(starts) else 1)
-        for offset, name in enumerate(SPAN_FEATURES, start=width + 3):
+        for offset, name in enumerate(self.calendar_features_, start=width + 3):
             matrix[:, offset] = calendar[name][starts - first]
         return matrix
 
@@ -386,7 +401,12 @@ class DealCycleModel(CycleModel):
         winning: binary booster over the same rows: P(won | the deal closes in the week).
         profile: how closes spread over the days of a week.
         horizon_days: the funnel's conversion horizon (the default curve length).
+        outcome_profiles: how wins and how losses spread over the days of a week, when they
+            differ (a quarter-end push moves wins only); `profile` for both when not given.
     """
+
+    # Models pickled before wins and losses had profiles of their own.
+    outcome_profiles: tuple[WeekProfile, WeekProfile] | None = None
 
     def __init__(
         self,
@@ -395,12 +415,15 @@ class DealCycleModel(CycleModel):
         winning: Booster,
         profile: WeekProfile,
         horizon_days: int,
+        *,
+        outcome_profiles: tuple[WeekProfile, WeekProfile] | None = None,
     ) -> None:
         self.design = design
         self.closing = closing
         self.winning = winning
         self.profile = profile
         self.horizon_days = horizon_days
+        self.outcome_profiles = outcome_profiles
 
     def weekly_hazards(
         self, deals: Deals, created_day: IntArray, first_week: IntArray, n_weeks: int
@@ -449,12 +472,14 @@ class DealCycleModel(CycleModel):
         clock = start[:, None] + np.concatenate([[0.0], days])[None, :]
         week_of = np.floor(clock / WEEK)
         index = np.clip(week_of.astype(np.int64) - first_week[:, None], 0, n_weeks - 1)
-        weekday = (created_day + 3) % WEEK  # 1970-01-01 was a Thursday
-        share = self.profile.elapsed_share(weekday, clock - WEEK * week_of)
+        week_start = created_day[:, None] + WEEK * week_of.astype(np.int64)
+        elapsed = clock - WEEK * week_of
+        won_profile, lost_profile = self.outcome_profiles or (self.profile, self.profile)
+        won_share = won_profile.elapsed_share(week_start, elapsed)
+        lost_share = lost_profile.elapsed_share(week_start, elapsed)
         rows = np.arange(n)[:, None]
-        inside = open_at[rows, index] * share
-        won_at = won_by[rows, index] + inside * won_h[rows, index]
-        lost_at = lost_by[rows, index] + inside * lost_h[rows, index]
+        won_at = won_by[rows, index] + open_at[rows, index] * won_share * won_h[rows, index]
+        lost_at = lost_by[rows, index] + open_at[rows, index] * lost_share * lost_h[rows, index]
         # Condition on being open at `start` (column 0): a deal seen mid-week has lived part of it.
         still_open = 1.0 - won_at[:, :1] - lost_at[:, :1]
         won = (won_at[:, 1:] - won_at[:, :1]) / still_open

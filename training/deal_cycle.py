@@ -17,6 +17,11 @@ trees per round instead of three, the second on few rows. Cross-fitted deal-leve
   from creation are used, never the stage.
 - At scale, week rows without an event are subsampled and the kept ones weighted up by the
   inverse rate, so the weighted likelihood stays the full one; rows with an event are all kept.
+- The calendar is only what the history can teach: with less than two years of closes, the
+  features that turn once a year are left out (`scoring.calendar_features.calendar_columns`),
+  else next month's value may never have been seen. Inside a week, wins and losses spread over
+  the days by profiles of weekday and calendar (`close_profiles`), so a deal-week straddling a
+  quarter's end keeps the push on the right side of it.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from scoring.calendar_features import WeekProfile, to_days
+from scoring.calendar_features import WeekProfile, fit_week_profile, to_days
 from scoring.cycle import (
     DEAL_SCORES,
     WEEK,
@@ -75,12 +80,21 @@ class CycleParams:
     threads: int = 2
 
 
-def close_profile(leads: pd.DataFrame, as_of: pd.Timestamp) -> WeekProfile:
-    """Weekday profile of closes before `as_of` (one pseudo-close per weekday keeps it > 0)."""
-    closed_at = leads.loc[leads["closed_at"] <= as_of, "closed_at"]
-    weekday = (to_days(closed_at) + 3) % WEEK if len(closed_at) else np.zeros(0, np.int64)
-    counts = np.bincount(weekday, minlength=WEEK) + 1.0
-    return WeekProfile(tuple(float(c) for c in counts / counts.mean()))
+def close_profiles(outcomes: sm.DealOutcomes, created_day: IntArray) -> dict[str, WeekProfile]:
+    """How closes spread over the days of a week (`fit_week_profile`): one profile for all
+    closes ("closed"), one for wins ("won") and one for losses ("lost"), over the days from the
+    first close seen (before it, the data may simply not record closes). Wins and losses get
+    their own: a quarter-end push moves wins, not losses."""
+    ended = outcomes.cause != sm.OPEN
+    if not ended.any():
+        return {name: WeekProfile() for name in ("closed", "won", "lost")}
+    last_day = created_day + np.floor(outcomes.clock).astype(np.int64)
+    since = int(last_day[ended].min())
+    causes = {"closed": ended, "won": outcomes.cause == sm.WON, "lost": outcomes.cause == sm.LOST}
+    return {
+        name: fit_week_profile(created_day, last_day, closed, since)
+        for name, closed in causes.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -96,14 +110,18 @@ class PersonPeriods:
 
 def person_periods(
     outcomes: sm.DealOutcomes,
-    weekday: IntArray,
+    created_day: IntArray,
     profile: WeekProfile,
     rng: np.random.Generator,
     max_rows: int,
 ) -> PersonPeriods:
-    """One row per deal per week at risk; rows without an event subsampled to fit `max_rows`."""
+    """One row per deal per week at risk; rows without an event subsampled to fit `max_rows`.
+
+    `created_day`: each deal's creation day (days since 1970-01-01), where its weeks start.
+    """
     last = np.floor(outcomes.clock / WEEK).astype(np.int64)
-    observed = profile.elapsed_share(weekday, (outcomes.clock - WEEK * last)[:, None])[:, 0]
+    week_start = created_day + WEEK * last
+    observed = profile.elapsed_share(week_start, (outcomes.clock - WEEK * last)[:, None])[:, 0]
     censored = outcomes.cause == sm.OPEN
     # A deal censored right at a week's start was never at risk in that week.
     weeks = last + 1 - (censored & (observed <= 0))
@@ -263,17 +281,17 @@ def fit_deal_cycle(
     if not (outcomes.cause != sm.OPEN).any():
         raise ModelSkipped("deal-cycle: no deal had closed before the cutoff")
     rng = np.random.default_rng(seed)
-    design = HazardDesign(features, params.age_cap_weeks).fit(leads)
-    profile = close_profile(leads, as_of)
+    first_close = leads.loc[outcomes.cause != sm.OPEN, "closed_at"].min()
+    history_days = (as_of - first_close) / pd.Timedelta(days=1)
+    design = HazardDesign(features, params.age_cap_weeks).fit(leads, history_days)
     created_day = to_days(leads["created_at"])
+    profiles = close_profiles(outcomes, created_day)
     held_out = rng.random(len(leads)) < params.validation_share
     attributes = design.attribute_matrix(leads)
     scores = _cross_fitted_scores(design, attributes, outcomes, held_out, rng, params, seed)
     deals = design.deal_matrix(leads, scores)
     del attributes
-    rows = person_periods(
-        outcomes, (created_day + 3) % WEEK, profile, rng, params.max_person_periods
-    )
+    rows = person_periods(outcomes, created_day, profiles["closed"], rng, params.max_person_periods)
     parts = (~held_out[rows.deal], held_out[rows.deal])
     data = tuple(design.rows(deals, created_day, rows.deal[p], rows.week[p]) for p in parts)
     labels = tuple(rows.label[p] for p in parts)
@@ -306,7 +324,15 @@ def fit_deal_cycle(
         winning_rounds=winning.current_iteration(),
         seconds=time.perf_counter() - began,
     )
-    return DealCycleModel(design, closing, winning, profile, horizon_days), report
+    model = DealCycleModel(
+        design,
+        closing,
+        winning,
+        profiles["closed"],
+        horizon_days,
+        outcome_profiles=(profiles["won"], profiles["lost"]),
+    )
+    return model, report
 
 
 def fit_cycle_baseline(

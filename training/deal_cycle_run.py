@@ -71,7 +71,10 @@ def train_deal_cycle_result(
         limits=[
             "Time to close from creation with won and lost as competing outcomes; open deals "
             "are censored at the extraction date.",
-            "Weekly buckets: closes within the same week are not ordered.",
+            "Weekly buckets: inside a week, closes spread over the days by a weekday and "
+            "calendar profile learned from all deals, not by each deal's own hazard.",
+            "With less than two years of closes, the calendar features that turn once a year "
+            "(month, week of year, holidays, summer) are left out.",
         ],
         tags={"validation_date": str(result.split.validation_date)},
     )

@@ -4,6 +4,10 @@
 deals that are already open at some age, and for moved creation dates (the calendar effect);
 `true_incidence` computes those answers exactly from the generator's own hazard formulas, so the
 tests can compare the model with the truth there too.
+
+`quarterly_funnel` is a second, small funnel whose wins come in quarterly waves (like many B2B
+sales teams, and the maven data set): a few thousand deals over less than two years, with the
+exact chance that a deal open at any cutoff is won in the days after it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scoring.calendar_features import day_calendar
 from scoring.funnel import LEAD_COLUMNS, Funnel
 from scoring.synthetic import SOURCES, SyntheticFunnel, _won_timing, generate_funnel
 from scoring.synthetic_calendar import build_calendar, close_cdf
@@ -119,3 +124,83 @@ def true_incidence(
         lost_next += share * closing
     open_now = won_open + lost_open
     return won_next / open_now, lost_next / open_now, open_now
+
+
+# Daily win rate of an open deal in the first, second and third month of a quarter (a grade-1
+# deal), its daily loss rate, and the days a new deal needs before it can close.
+QUARTERLY_WIN_RATES = np.array([0.002, 0.006, 0.03])
+QUARTERLY_LOSS_RATE = 0.006
+QUARTERLY_MIN_AGE = 14
+_GRADES = (0.5, 1.0, 2.0)
+
+
+@dataclass(frozen=True)
+class QuarterlyFunnel:
+    """Leads (`grade` the one attribute, scaling the win rate) and what generated them: daily
+    rates by day index from `first_day` (days since 1970-01-01), and each lead's creation day
+    index and grade."""
+
+    leads: pd.DataFrame
+    first_day: int
+    won_rate: np.ndarray
+    lost_rate: np.ndarray
+    created: np.ndarray
+    grade: np.ndarray
+
+    def p_won_within(self, positions: np.ndarray, cutoff: pd.Timestamp, days: int) -> np.ndarray:
+        """Exact P(won on one of the `days` days after the cutoff's day | open at the cutoff)
+        for the leads at `positions` (the cutoff is the end of a day: closes fall at 15:00)."""
+        after = (cutoff.normalize() - pd.Timestamp(0)).days + 1 - self.first_day
+        window = np.arange(after, after + days)
+        grade = self.grade[positions][:, None]
+        # Not yet at risk before the minimum age.
+        at_risk = window[None, :] >= self.created[positions][:, None] + QUARTERLY_MIN_AGE
+        won = np.where(at_risk, grade * self.won_rate[window][None, :], 0.0)
+        lost = np.where(at_risk, self.lost_rate[window][None, :], 0.0)
+        total = won + lost
+        survive = np.exp(-np.cumsum(total, axis=1) + total)
+        share = np.divide(won, total, out=np.zeros_like(won), where=total > 0)
+        return np.asarray((survive * -np.expm1(-total) * share).sum(axis=1))
+
+
+def quarterly_funnel(n_leads: int, first: str, days: int, seed: int = 0) -> QuarterlyFunnel:
+    """`n_leads` created uniformly over `days` days from `first`, closing by `QUARTERLY_*`
+    rates until 800 days after the last creation (cut the funnel at a cutoff to use it)."""
+    rng = np.random.default_rng(seed)
+    first_day = (pd.Timestamp(first) - pd.Timestamp(0)).days
+    span = days + 800
+    month_of_quarter = day_calendar(np.arange(first_day, first_day + span))["month_of_quarter"]
+    won_rate = QUARTERLY_WIN_RATES[month_of_quarter - 1]
+    lost_rate = np.full(span, QUARTERLY_LOSS_RATE)
+    created = np.sort(rng.integers(0, days, n_leads))
+    grade = rng.choice(np.array(_GRADES), n_leads)
+    closed = np.full(n_leads, -1)
+    won = np.zeros(n_leads, dtype=bool)
+    need = rng.standard_exponential(n_leads)
+    for g in _GRADES:
+        # A deal closes on the first day its cumulative hazard (from its minimum age) passes
+        # its exponential draw; it is won with that day's share of the hazard.
+        mine = np.flatnonzero(grade == g)
+        hazard = g * won_rate + lost_rate
+        cumulative = np.concatenate([[0.0], np.cumsum(hazard)])
+        start = created[mine] + QUARTERLY_MIN_AGE
+        day = np.searchsorted(cumulative, cumulative[start] + need[mine], side="left") - 1
+        inside = day < span
+        closed[mine[inside]] = day[inside]
+        share = g * won_rate[day[inside]] / hazard[day[inside]]
+        won[mine[inside]] = rng.random(int(inside.sum())) < share
+    base = pd.Timestamp(first)
+    created_at = (
+        base + pd.to_timedelta(created, "D") + pd.to_timedelta(rng.integers(9, 18, n_leads), "h")
+    )
+    closed_at = base + pd.to_timedelta(np.maximum(closed, 0), "D") + pd.Timedelta(hours=15)
+    leads = pd.DataFrame(
+        {
+            "lead_id": [f"q{i}" for i in range(n_leads)],
+            "created_at": created_at,
+            "outcome": np.where(closed < 0, "open", np.where(won, "won", "lost")),
+            "closed_at": pd.Series(closed_at).where(closed >= 0),
+            "grade": pd.Series(grade).map({g: f"grade {g}" for g in _GRADES}),
+        }
+    )
+    return QuarterlyFunnel(leads, first_day, won_rate, lost_rate, created, grade)

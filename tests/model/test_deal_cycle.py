@@ -1,7 +1,8 @@
 """Deal-cycle model: against the synthetic funnel's exact truth, against the Aalen-Johansen
 baseline, and the contracts callers rely on (monotone curves, conditioning, pickling, seeds).
 
-One model is trained per session (`cycle_run`, 50k leads); a few tests train tiny ones.
+One model is trained per session (`cycle_run`, 50k leads); a few tests train tiny ones, among
+them the as-of tests on a small funnel with quarterly waves of wins (`quarterly_funnel`).
 """
 
 from __future__ import annotations
@@ -12,18 +13,34 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scoring.calendar_features import WeekProfile, day_calendar, span_calendar, to_days
+from scoring.calendar_features import (
+    SPAN_FEATURES,
+    YEARLY_FEATURES,
+    WeekProfile,
+    day_calendar,
+    span_calendar,
+    to_days,
+)
+from scoring.cycle import HazardDesign
 from scoring.funnel import Funnel
 from scoring.synthetic import _TIE_SHARE, generate_funnel
 from tests.model.cycle_fixtures import (
     CYCLE_PARAMS,
     CycleRun,
+    QuarterlyFunnel,
     cycle_run_fixture,  # noqa: F401 - registers `cycle_run` until conftest.py imports it
+    quarterly_funnel,
     synthetic_funnel,
     true_incidence,
 )
 from training import survival_metrics as sm
-from training.deal_cycle import evaluate_deal_cycle, person_periods, train_deal_cycle
+from training.deal_cycle import (
+    close_profiles,
+    evaluate_deal_cycle,
+    fit_deal_cycle,
+    person_periods,
+    train_deal_cycle,
+)
 from training.result import ModelSkipped
 from training.survival_metrics import DealOutcomes, observed_outcomes
 
@@ -181,6 +198,78 @@ def test_quarter_end_push_raises_the_short_horizon_chance_to_win(cycle_run: Cycl
     assert 0.85 <= lost_lift <= 1.15, lost_lift
 
 
+# --- as of a cutoff, when wins come in quarterly waves ----------------------------------------
+
+
+@pytest.fixture(scope="module", name="quarterly")
+def quarterly_fixture() -> QuarterlyFunnel:
+    """4,000 deals created from December 2024 over 500 days; cutoffs 9 to 13 months in."""
+    return quarterly_funnel(4000, "2024-12-01", 500, seed=0)
+
+
+@pytest.mark.parametrize("cutoff", ["2025-08-31", "2025-09-30", "2025-11-30", "2025-12-31"])
+def test_open_deals_at_a_month_end_get_the_true_chance_to_win_next(
+    quarterly: QuarterlyFunnel, cutoff: str
+) -> None:
+    """The forecast's question: the deals open at the end of a month, with the model refitted
+    on what was known then, won within the next 30 days. Wins come in quarterly waves (a
+    quarter's last month wins 15 times as fast as its first), so the true answer swings from
+    5 % to 50 % between cutoffs a month apart, and the model must follow within 0.05.
+
+    With less than two years of history, a feature such as `month` or `week_of_year` has never
+    seen next month's value and extrapolates (this was the maven back-test's 45 % then 3 % where
+    17 % came true). And a deal-week that straddles a quarter's end must not carry the push
+    into the quiet first days of the next quarter: there the first 7 days' chance stays below
+    twice the truth (it was four to five times).
+    """
+    moment = pd.Timestamp(cutoff) + DAY - pd.Timedelta(1, "ns")
+    known = quarterly.leads[quarterly.leads["created_at"] <= moment]
+    model, _ = fit_deal_cycle(
+        known, as_of=moment, features=("grade",), horizon_days=180, params=CYCLE_PARAMS
+    )
+    positions = np.flatnonzero(observed_outcomes(known, moment).cause == sm.OPEN)
+    open_deals = known.iloc[positions].reset_index(drop=True)
+    won = model.cumulative_incidence(open_deals, [7, 30], as_of=moment)[0].mean(axis=0)
+    within_7, within_30 = (quarterly.p_won_within(positions, moment, d).mean() for d in (7, 30))
+    assert abs(won[1] - within_30) <= 0.05, (won[1], within_30)
+    if pd.Timestamp(cutoff).month % 3 == 0:  # the quarter's last day
+        assert won[0] <= 2 * within_7, (won[0], within_7)
+
+
+def test_close_profiles_learn_when_wins_and_losses_fall(quarterly: QuarterlyFunnel) -> None:
+    """The quarterly funnel wins 3 and 15 times as fast in a quarter's second and third month
+    as in its first, and loses at one steady rate: the profiles must say so (shrunk a little)."""
+    moment = pd.Timestamp("2025-12-31 23:59")
+    known = quarterly.leads[quarterly.leads["created_at"] <= moment]
+    profiles = close_profiles(observed_outcomes(known, moment), to_days(known["created_at"]))
+    won_second, won_third = profiles["won"].calendar_effects[:2]
+    assert 0.7 <= won_second <= np.log(3) + 0.3 and 2.0 <= won_third <= np.log(15) + 0.3
+    assert max(abs(e) for e in profiles["lost"].calendar_effects) <= 0.35
+    assert all(0.9 <= w <= 1.1 for w in profiles["won"].weekday_weights)  # no weekday effect
+
+
+def test_a_week_across_a_quarter_end_holds_its_closes_where_the_calendar_puts_them() -> None:
+    """28 September to 4 October: with the last month of a quarter 5 times as busy as the
+    first, the 3 September days hold 15 of the week's 19 parts of closes, not 3 of 7."""
+    first_day = to_days(pd.Series([pd.Timestamp("2025-09-28")]))
+    busy_end = WeekProfile(calendar_effects=(0.0, np.log(5), 0.0, 0.0, 0.0, 0.0))
+    np.testing.assert_allclose(busy_end.elapsed_share(first_day, np.array([[3.0]])), 15 / 19)
+    np.testing.assert_allclose(WeekProfile().elapsed_share(first_day, np.array([[3.0]])), 3 / 7)
+
+
+@pytest.mark.parametrize(
+    ("history_days", "yearly"), [(300.0, False), (729.0, False), (730.0, True)]
+)
+def test_yearly_calendar_features_need_two_years_of_history(
+    history_days: float, yearly: bool
+) -> None:
+    leads = generate_funnel(50, seed=1).leads
+    design = HazardDesign(("industry",)).fit(leads, history_days)
+    names = set(design.feature_names_)
+    assert all((f"week_{name}" in names) == yearly for name in YEARLY_FEATURES)
+    assert all(f"week_{name}" in names for name in SPAN_FEATURES if name not in YEARLY_FEATURES)
+
+
 # --- against the baseline ------------------------------------------------------------------
 
 
@@ -307,8 +396,9 @@ def test_person_periods_label_the_close_week_and_weight_the_censored_one() -> No
     outcomes = DealOutcomes(
         days=np.array([17.0, 10.0]), clock=np.array([17.5, 10.5]), cause=np.array([sm.WON, 0])
     )
-    profile = WeekProfile()  # every weekday alike
-    rows = person_periods(outcomes, np.array([0, 0]), profile, np.random.default_rng(0), 100)
+    profile = WeekProfile()  # every day alike
+    created_day = np.array([0, 0])  # both created on 1 January 1970
+    rows = person_periods(outcomes, created_day, profile, np.random.default_rng(0), 100)
     assert rows.deal.tolist() == [0, 0, 0, 1, 1]
     assert rows.week.tolist() == [0, 1, 2, 0, 1]
     assert rows.label.tolist() == [0, 0, sm.WON, 0, 0]
