@@ -145,3 +145,21 @@ goal_checks = sa.Table(
     sa.Column("detail", sa.Text, nullable=True),
     sa.Index("ix_goal_checks_goal_id_checked_at", "goal_id", "checked_at"),
 )
+
+# -- dashboard sign-in sessions (migration 0004) ----------------------------------------------
+
+dashboard_sessions = sa.Table(
+    "dashboard_sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column(
+        "key_id",
+        sa.Integer,
+        sa.ForeignKey("api_keys.id", name="fk_dashboard_sessions_key_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("expires_at", sa.DateTime, nullable=False, index=True),
+)

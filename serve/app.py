@@ -27,6 +27,7 @@ from scoring.predict_threads import set_predict_threads
 from scoring.score_history import ScoreRecorder
 from scoring.settings import Settings
 from scoring.store import FunnelStore
+from serve.dashboard import router as dashboard_router
 from serve.errors import ApiError, ErrorDetail
 from serve.metrics import MetricsMiddleware
 from serve.routes import (
@@ -37,6 +38,7 @@ from serve.routes import (
     lead_events,
     leads,
     models,
+    segments,
 )
 from serve.service import ScoringService
 
@@ -85,6 +87,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(goals.router)
     app.include_router(attainment.router)
     app.include_router(forecast.router)
+    app.include_router(segments.router)
+    app.include_router(dashboard_router)
     app.state.settings = settings  # goal status thresholds, for the attainment routes
     return app
 
