@@ -9,6 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_HOME ?= $(CURDIR)/demo-home
 SHARED_DATA := $(abspath ../shared/data)
+POSTGRES_CLUSTER := tests/postgres/cluster.sh
 
 # Real data sets for the data tests: found next to the checkout unless set by the caller.
 ifeq ($(origin FUNNELCAST_DATA_DIR), undefined)
@@ -20,7 +21,8 @@ export MLFLOW_DISABLE_TELEMETRY := true
 
 APT_GET = $(if $(filter 0,$(shell id -u)),,sudo) apt-get
 
-.PHONY: demo test lint typecheck pytest install system-deps lock clean mlflow-ui
+.PHONY: demo test lint typecheck pytest install system-deps browser-deps lock clean mlflow-ui \
+	pytest-postgres postgres-start postgres-stop
 
 demo: $(STAMP)
 	FUNNELCAST_HOME=$(DEMO_HOME) $(BIN)/funnelcast demo $(DEMO_ARGS)
@@ -38,8 +40,21 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
-	$(BIN)/pytest --durations=15
+# The suite runs once, on SQLite and (its store, goals, keys and API tests, marked `postgres`)
+# on a throwaway PostgreSQL cluster that is stopped afterwards, pass or fail.
+pytest: $(STAMP) browser-deps
+	bash $(POSTGRES_CLUSTER) run -- $(BIN)/pytest --durations=15
+
+# The PostgreSQL pass alone.
+pytest-postgres: $(STAMP)
+	bash $(POSTGRES_CLUSTER) run -- $(BIN)/pytest -m postgres --durations=10
+
+# A cluster to run tests against by hand: eval "$$(make -s postgres-start)"; ...; make postgres-stop
+postgres-start:
+	@bash $(POSTGRES_CLUSTER) start
+
+postgres-stop:
+	@bash $(POSTGRES_CLUSTER) stop
 
 install: $(STAMP)
 
@@ -51,6 +66,14 @@ system-deps:
 	@if ! ldconfig -p 2>/dev/null | grep -q 'libgomp\.so\.1'; then \
 		echo "installing libgomp1 (OpenMP runtime used by LightGBM and scikit-learn)"; \
 		$(APT_GET) update -qq && $(APT_GET) install -y -qq libgomp1; \
+	fi
+
+# The dashboard's browser tests drive Debian's chromium through Playwright (never
+# `playwright install`, which downloads a browser of its own).
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		echo "installing chromium (headless browser for the dashboard tests)"; \
+		$(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq chromium; \
 	fi
 
 $(BIN)/python: | system-deps

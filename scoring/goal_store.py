@@ -156,6 +156,8 @@ def import_goals(engine: sa.Engine, goals: Sequence[Goal]) -> list[StoredGoal]:
 
 def list_goals(engine: sa.Engine, owner: str | None = None) -> list[StoredGoal]:
     """Every goal (of `owner`, when given), by id."""
+    if owner is not None and "\x00" in owner:
+        return []  # goals refuse NUL characters, and PostgreSQL refuses to compare one
     query = sa.select(schema.goals).order_by(schema.goals.c.id)
     if owner is not None:
         query = query.where(schema.goals.c.owner == owner)

@@ -47,6 +47,12 @@ def _naive_utc(moment: dt.datetime) -> dt.datetime:
     return moment.astimezone(dt.UTC).replace(tzinfo=None)
 
 
+def _storable_id(lead_id: str) -> bool:
+    """Whether every database can store (and look up) this lead id: PostgreSQL's text cannot
+    hold a NUL character, so no history is kept for such ids, on any database."""
+    return "\x00" not in lead_id
+
+
 def _as_values(row: ScoreRow) -> dict[str, Any]:
     return {
         "lead_id": row.lead_id,
@@ -168,6 +174,13 @@ class ScoreRecorder:
 
     def _write(self, batch: list[ScoreRow]) -> int:
         """Insert one batch, retrying with backoff while the store is locked or unreachable."""
+        storable = [row for row in batch if _storable_id(row.lead_id)]
+        if len(storable) < len(batch):  # one such row would fail the whole batch on PostgreSQL
+            logger.warning(
+                "score history: skipped %d rows whose lead id holds a NUL character",
+                len(batch) - len(storable),
+            )
+        batch = storable
         if not batch:
             return 0
         values = [_as_values(row) for row in batch]
@@ -198,6 +211,8 @@ def score_history(engine: sa.Engine, lead_id: str, limit: int = 100) -> list[Sco
     """The lead's latest `limit` scores, oldest first; times are UTC."""
     if limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
+    if not _storable_id(lead_id):
+        return []
     table = schema.lead_scores
     query = (
         sa.select(

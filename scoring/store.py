@@ -23,7 +23,7 @@ from alembic.config import Config
 
 from scoring import store_schema as schema
 from scoring.contract import is_member
-from scoring.errors import FunnelcastInputError
+from scoring.errors import DataContractError, FunnelcastInputError, Problem
 from scoring.funnel import CUSTOMER_COLUMNS, DEFAULT_HORIZON_DAYS, LEAD_COLUMNS, Funnel
 from scoring.mapping import RuleReport
 from scoring.store_rows import insert_rows, read_rows, update_rows
@@ -83,11 +83,19 @@ def create_store_engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
+# Any fixed number: the PostgreSQL advisory lock that one migration at a time holds.
+_MIGRATION_LOCK = 0x66756E6E656C  # "funnel"
+
+
 def migrate(engine: sa.Engine) -> None:
     """Bring the store's schema to the newest Alembic revision."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Processes opening a new store together (API workers, hosts) would each create the
+            # tables, and all but one fail; the others wait here, then find the schema current.
+            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 
@@ -152,6 +160,9 @@ class FunnelStore:
             meta = {r.key: r.value for r in connection.execute(sa.select(schema.funnel_meta))}
             self._check_fits(meta, funnel)
             lead_rows = _lead_rows(funnel)
+            _check_text(source, schema.leads, lead_rows)
+            if funnel.stage_events is not None:
+                _check_text(source, schema.stage_events, funnel.stage_events)
             written = self._upsert(connection, schema.leads, "lead_id", lead_rows, summary, "leads")
             if funnel.stage_events is not None:
                 # A lead's row hash covers its events, so only written leads can have new ones.
@@ -160,13 +171,10 @@ class FunnelStore:
                     connection, funnel.stage_events, touched
                 )
             if funnel.customers is not None:
+                customer_rows = _customer_rows(funnel.customers)
+                _check_text(source, schema.customers, customer_rows)
                 self._upsert(
-                    connection,
-                    schema.customers,
-                    "account_id",
-                    _customer_rows(funnel.customers),
-                    summary,
-                    "customers",
+                    connection, schema.customers, "account_id", customer_rows, summary, "customers"
                 )
             _write_meta(connection, meta, funnel)
             connection.execute(
@@ -228,6 +236,8 @@ class FunnelStore:
 
     def load_leads(self, lead_ids: Sequence[str]) -> pd.DataFrame:
         """The canonical rows (with attributes) of these leads; absent ids are simply absent."""
+        # No stored id holds a NUL (ingest refuses them), and PostgreSQL refuses to compare one.
+        lead_ids = [lead_id for lead_id in lead_ids if "\x00" not in lead_id]
         meta = self.meta()
         with self.engine.connect() as connection:
             return _read_with_attributes(
@@ -276,6 +286,37 @@ class FunnelStore:
             features=tuple(meta.get("features", ())),
             name=str(meta.get("dataset")),
         )
+
+
+def _shortened(value: str, width: int = 40) -> str:
+    return value if len(value) <= width else value[:width] + "…"
+
+
+def _check_text(source: str, table: sa.Table, rows: pd.DataFrame) -> None:
+    """Refuse text a column cannot hold on every database, whatever the store runs on.
+
+    PostgreSQL enforces VARCHAR lengths (SQLite does not) and its text cannot hold a NUL
+    character; without this a CRM's over-long owner would be a database error on one and
+    stored on the other.
+    """
+    problems = []
+    for column in table.columns:
+        limit = getattr(column.type, "length", None)
+        if limit is None or column.name not in rows:
+            continue
+        values = rows[column.name]
+        text = values[values.notna().to_numpy()].astype(str)
+        if text.empty:
+            continue
+        for bad, message in (
+            (text.str.len() > limit, f"longer than {limit} characters, the most the store holds"),
+            (text.str.contains("\x00", regex=False), "contains a NUL character"),
+        ):
+            if bad.any():
+                shown = [_shortened(v) for v in text[bad].head(3)]
+                problems.append(Problem(message, column=column.name, examples=shown))
+    if problems:
+        raise DataContractError(source, problems)
 
 
 def _attributes_json(frame: pd.DataFrame) -> list[str]:
