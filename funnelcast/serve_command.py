@@ -15,6 +15,13 @@ from scoring.settings import Settings
 # A registry that is down should cost seconds at start-up, not MLflow's default minutes of
 # retries: the service then starts from its local model copies (and says it is degraded).
 _MLFLOW_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+# With --workers N, uvicorn's supervisor pings each worker every half second and kills one that
+# has not answered within this many seconds. A worker is spawned: before it can answer at all it
+# re-imports the `funnelcast` command (pandas, the CLI: about 5 s on two idle cores, several
+# times that on busy ones). At uvicorn's default of 5 s every new worker was killed as "hung"
+# and replaced, over and over, while the survivors took all the traffic. A worker that dies is
+# still replaced at once; only a hung one now takes this long to be found.
+WORKER_HEALTHCHECK_SECONDS = 60
 
 
 def prepare_environment(settings: Settings) -> None:
@@ -42,6 +49,7 @@ def run_server(host: str, port: int, workers: int, access_log: bool = True) -> N
         log_level="info",
         # The app answers malformed requests itself; uvicorn's own limits stay generous.
         timeout_keep_alive=30,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
 
 

@@ -53,12 +53,22 @@ def configure(settings: Settings) -> mlflow.MlflowClient:
     experiment = mlflow.get_experiment_by_name(EXPERIMENT)
     if experiment is None:
         experiment_id = mlflow.create_experiment(
-            EXPERIMENT, artifact_location=settings.artifacts_dir.as_uri()
+            EXPERIMENT, artifact_location=_artifact_location(settings)
         )
     else:
         experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
     return mlflow.MlflowClient()
+
+
+def _artifact_location(settings: Settings) -> str | None:
+    """Where a new experiment keeps its artifacts: `mlartifacts/` in the home for a local
+    tracking store; for a tracking server, wherever the server is configured to keep them
+    (its `--artifacts-destination`), so that every client and server reaches the same files
+    rather than a folder on the machine that happened to train first."""
+    if settings.tracking_uri.partition("://")[0].lower() in {"http", "https"}:
+        return None
+    return settings.artifacts_dir.as_uri()
 
 
 def _quiet_mlflow() -> None:

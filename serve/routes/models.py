@@ -53,4 +53,6 @@ async def reload_models(caller: Admin, service: Service, engine: Engine) -> Relo
         n: f"{previous.get(n, '-')} -> {v}" for n, v in current.items() if previous.get(n) != v
     }
     message = "models reloaded" + (f": {changed}" if changed else "; no version changed")
+    if loaded.champions.degraded:  # the registry did not answer: say so, not just "reloaded"
+        message += "; degraded: " + "; ".join(loaded.champions.degraded)
     return ReloadResponse(reload_generation=generation, models=current, message=message)
