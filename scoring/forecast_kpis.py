@@ -11,18 +11,10 @@ import numpy as np
 
 from scoring.forecast_draws import FloatArray, Tally, median_of_counts
 from scoring.forecast_timeline import Timeline
+from scoring.kpis import KPI_IDS
 
-FORECAST_KPIS = (
-    "lead_count",
-    "conversion_rate",
-    "win_rate",
-    "avg_deal_size",
-    "sales_cycle_days",
-    "won_revenue",
-    "won_deals",
-    "pipeline_value",
-    "churn_rate",
-)
+# Every KPI of DESIGN §2 but the stage conversions (the engine does not model stage moves).
+FORECAST_KPIS: tuple[str, ...] = KPI_IDS
 
 
 def _ratio(numerator: FloatArray, denominator: FloatArray) -> FloatArray:
