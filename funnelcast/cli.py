@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -32,6 +33,7 @@ from funnelcast.render import print_table, records_to_csv, records_to_json
 from funnelcast.score_command import score
 from funnelcast.serve_command import serve
 from scoring.contract import read_canonical
+from scoring.dask_cluster import DEFAULT_LOCAL_WORKERS, dask_client
 from scoring.errors import FunnelcastInputError
 from scoring.funnel import Funnel
 from scoring.kpis import compute_kpis, kpi_records, overall_kpis
@@ -187,6 +189,16 @@ MappingOption = Annotated[
     str | None, typer.Option(help="Read a data set through this mapping instead of the store.")
 ]
 DataDirOption = Annotated[Path | None, typer.Option("--data-dir", help="With --mapping.")]
+SchedulerOption = Annotated[
+    str | None,
+    typer.Option(
+        help="With --engine dask: address of an existing Dask scheduler (tcp://host:8786); "
+        "without it a local cluster starts on 127.0.0.1."
+    ),
+]
+DaskWorkersOption = Annotated[
+    int, typer.Option("--dask-workers", min=1, help="Workers of the local Dask cluster.")
+]
 EXIT_GATE_REFUSED = 3
 
 
@@ -208,6 +220,23 @@ def train(
     ] = None,
     mapping: MappingOption = None,
     data_dir: DataDirOption = None,
+    engine: Annotated[
+        Literal["local", "dask"],
+        typer.Option(
+            help="dask: fit lead-conversion's LightGBM on a Dask cluster (the other models and "
+            "the baselines train here)."
+        ),
+    ] = "local",
+    scheduler: SchedulerOption = None,
+    dask_workers: DaskWorkersOption = DEFAULT_LOCAL_WORKERS,
+    dask_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--dask-dir",
+            help="With --engine dask: folder for the partitioned Parquet, readable by every "
+            "worker under the same path (default: <home>/dask-work).",
+        ),
+    ] = None,
 ) -> None:
     """Fit, evaluate, log and register the models; with --promote, run the quality gate."""
     from funnelcast.training_report import print_training_report
@@ -216,18 +245,39 @@ def train(
 
     settings = load_settings()
     names = parse_model_names(models)
-    funnel = load_funnel(settings, mapping, data_dir)
-    tags = {"code_version": code_version()}
-    if horizon_days is not None:
-        funnel = funnel.with_tables(horizon_days=horizon_days)
-        tags["horizon_days"] = str(horizon_days)
-    if cutoff is not None:
-        day = parse_date(cutoff, "--cutoff")
-        end_of_day = pd.Timestamp(str(day)) + pd.Timedelta(days=1) - pd.Timedelta(1)
-        funnel = funnel_as_of(funnel, end_of_day)
-        tags["cutoff"] = cutoff
-    configure_tracking(settings)
-    outcomes = train_models(funnel, names, seed=seed, tune=tune, promote=promote, extra_tags=tags)
+    if engine == "local" and (scheduler or dask_dir):
+        raise FunnelcastInputError("--scheduler and --dask-dir go with --engine dask")
+    if engine == "dask" and tune:
+        raise FunnelcastInputError("--tune runs on one machine only; leave it out with a cluster")
+    with ExitStack() as stack:
+        boosting = None
+        if engine == "dask" and "lead-conversion" in names:
+            from training.lead_conversion_dask import DaskBoosting
+
+            # The cluster first: an unreachable scheduler fails before the data is loaded.
+            cluster = stack.enter_context(dask_client(scheduler, dask_workers))
+            where = "local, 127.0.0.1" if cluster.local else scheduler
+            err.print(f"Dask: {len(cluster.workers)} workers ({where})", highlight=False)
+            boosting = DaskBoosting(cluster, dask_dir or settings.home / "dask-work")
+        funnel = load_funnel(settings, mapping, data_dir)
+        tags = {"code_version": code_version()}
+        if boosting is not None:
+            tags["engine"] = "dask"
+        if horizon_days is not None:
+            funnel = funnel.with_tables(horizon_days=horizon_days)
+            tags["horizon_days"] = str(horizon_days)
+        if cutoff is not None:
+            day = parse_date(cutoff, "--cutoff")
+            end_of_day = pd.Timestamp(str(day)) + pd.Timedelta(days=1) - pd.Timedelta(1)
+            funnel = funnel_as_of(funnel, end_of_day)
+            tags["cutoff"] = cutoff
+        configure_tracking(settings)
+        outcomes = train_models(
+            funnel, names, seed=seed, tune=tune, promote=promote, extra_tags=tags,
+            boosting=boosting,
+        )  # fmt: skip
+        if boosting is not None:
+            err.print(f"Dask: training rows by worker {boosting.rows_by_worker}", highlight=False)
     print_training_report(outcomes, out)
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.progress import (
@@ -27,6 +29,7 @@ from scoring.batch_score import (
     scorer_from_champions,
 )
 from scoring.champions import SCORING_MODELS, load_champions
+from scoring.dask_cluster import DEFAULT_LOCAL_WORKERS, dask_client
 from scoring.errors import FunnelcastInputError
 from scoring.lead_scores import LeadScorer
 from scoring.mapping_spec import load_mapping
@@ -72,12 +75,34 @@ def score(
     threads: Annotated[
         int, typer.Option(min=0, help="Threads the models predict with (0: every core).")
     ] = 0,
+    engine: Annotated[
+        Literal["local", "dask"],
+        typer.Option(
+            help="dask: score partitioned Parquet (--in: a .parquet file or a folder of them) "
+            "into partitioned Parquet (--out: a folder of part-NNNNN.parquet) on a Dask cluster."
+        ),
+    ] = "local",
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="With --engine dask: address of an existing Dask scheduler; without it a "
+            "local cluster starts on 127.0.0.1."
+        ),
+    ] = None,
+    dask_workers: Annotated[
+        int, typer.Option("--dask-workers", min=1, help="Workers of the local Dask cluster.")
+    ] = DEFAULT_LOCAL_WORKERS,
 ) -> None:
     """Score leads with the champion models: a canonical leads file, or an export via --mapping.
 
     Rows without a lead_id, with a lead_id on several rows, or with a created_at that is no date
     go to the rejects file; the rest are scored. Text in a numeric attribute counts as not given.
     """
+    if engine == "dask":
+        _score_on_dask(out_file, in_file, mapping, explain, scheduler, dask_workers)
+        return
+    if scheduler is not None:
+        raise FunnelcastInputError("--scheduler goes with --engine dask")
     _check_arguments(out_file, in_file, mapping, data_dir)
     if mapping is None and in_file is not None:
         LeadsFile(in_file, chunk_rows)  # an unreadable file fails before the models load
@@ -87,6 +112,57 @@ def score(
         err.print(f"[yellow]warning:[/yellow] {problem}", highlight=False)
     scorer = scorer_from_champions(champions)
     set_predict_threads(threads or os.cpu_count() or 1)
+    with _progress() as (on_total, advance):
+        options = BatchOptions(neutralise_formula, explain, chunk_rows, advance, on_total)
+        if mapping is not None:
+            folder = data_dir or (in_file.parent if in_file else Path())
+            summary = score_mapped(
+                scorer, load_mapping(mapping), folder, out_file, options, in_path=in_file
+            )
+        elif in_file is not None:
+            summary = score_file(scorer, in_file, out_file, options)
+    _print_summary(summary, scorer)
+
+
+def _score_on_dask(
+    out_file: Path,
+    in_file: Path | None,
+    mapping: str | None,
+    explain: bool,
+    scheduler: str | None,
+    workers: int,
+) -> None:
+    """`score --engine dask`: Parquet partitions in, Parquet partitions out, on a cluster."""
+    from scoring.batch_score_dask import check_output_folder, input_files, score_parquet_dask
+
+    if mapping is not None:
+        raise FunnelcastInputError(
+            "--mapping runs on one machine; ingest the export (or score it without --engine "
+            "dask) first"
+        )
+    if in_file is None:
+        raise FunnelcastInputError("--engine dask needs --in: a .parquet file or a folder of them")
+    input_files(in_file)
+    check_output_folder(out_file)
+    settings = load_settings()
+    champions = load_champions(settings.tracking_uri, settings.models_dir, SCORING_MODELS)
+    for problem in champions.degraded:
+        err.print(f"[yellow]warning:[/yellow] {problem}", highlight=False)
+    scorer = scorer_from_champions(champions)
+    with dask_client(scheduler, workers) as cluster, _progress() as (on_total, advance):
+        err.print(
+            f"Dask: {len(cluster.workers)} workers "
+            f"({'local, 127.0.0.1' if cluster.local else scheduler})",
+            highlight=False,
+        )
+        options = BatchOptions(neutralise_formula, explain, CHUNK_ROWS, advance, on_total)
+        summary = score_parquet_dask(cluster, scorer, in_file, out_file, options)
+    _print_summary(summary, scorer)
+
+
+@contextmanager
+def _progress() -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
+    """A progress bar on stderr (when it is a terminal): (set the total, advance by rows)."""
     with Progress(
         TextColumn("scoring"),
         BarColumn(),
@@ -104,15 +180,7 @@ def score(
         def advance(rows: int) -> None:
             bar.advance(task, rows)
 
-        options = BatchOptions(neutralise_formula, explain, chunk_rows, advance, on_total)
-        if mapping is not None:
-            folder = data_dir or (in_file.parent if in_file else Path())
-            summary = score_mapped(
-                scorer, load_mapping(mapping), folder, out_file, options, in_path=in_file
-            )
-        elif in_file is not None:
-            summary = score_file(scorer, in_file, out_file, options)
-    _print_summary(summary, scorer)
+        yield on_total, advance
 
 
 def _check_arguments(

@@ -97,7 +97,7 @@ def scorer_from_champions(champions: Champions) -> LeadScorer:
     return scorer
 
 
-def _timing_scorer(scorer: LeadScorer, has_dates: bool, notes: list[str]) -> LeadScorer:
+def timing_scorer(scorer: LeadScorer, has_dates: bool, notes: list[str]) -> LeadScorer:
     """`scorer`, without its deal-cycle model when the leads have no `created_at`."""
     if scorer.cycle is None or has_dates:
         return scorer
@@ -108,7 +108,7 @@ def _timing_scorer(scorer: LeadScorer, has_dates: bool, notes: list[str]) -> Lea
     return LeadScorer(scorer.conversion, None, scorer.value, scorer.versions)
 
 
-def _scores_of(scorer: LeadScorer, leads: pd.DataFrame, explain: bool) -> pd.DataFrame:
+def scores_of(scorer: LeadScorer, leads: pd.DataFrame, explain: bool) -> pd.DataFrame:
     """`scorer.score_frame` in slices of `SCORE_LEADS`."""
     if len(leads) <= SCORE_LEADS:
         return scorer.score_frame(leads, explain=explain)
@@ -131,7 +131,7 @@ def _score_chunks(
     try:
         for leads, rejected in chunks:
             if len(leads):
-                scores.write(_scores_of(scorer, leads, options.explain))
+                scores.write(scores_of(scorer, leads, options.explain))
             rejects.write(rejected)
             if options.progress is not None:
                 options.progress(len(leads) + len(rejected))
@@ -164,7 +164,7 @@ def score_file(scorer: LeadScorer, path: Path, out: Path, options: BatchOptions)
     check_suffix(out, "--out")
     leads = LeadsFile(path, options.chunk_rows)
     notes: list[str] = []
-    scorer = _timing_scorer(scorer, "created_at" in leads.columns, notes)
+    scorer = timing_scorer(scorer, "created_at" in leads.columns, notes)
     total, duplicates = DuplicateIds.of(leads.lead_ids())
     if options.on_total is not None:
         options.on_total(total)
@@ -270,7 +270,7 @@ def score_mapped(
     notes: list[str] = []
     leads = mapped.funnel.leads
     dated = mapped.funnel.dated and bool(leads["created_at"].notna().all())
-    scorer = _timing_scorer(scorer, dated, notes)
+    scorer = timing_scorer(scorer, dated, notes)
     if options.on_total is not None:
         options.on_total(len(leads) + len(rejected))
     columns = ["lead_id", "created_at", *sorted(scorer.attributes & set(leads.columns))]

@@ -11,6 +11,7 @@ The candidates are fitted in `training.lead_conversion_candidates`, `--tune` sea
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -26,6 +27,7 @@ from scoring.funnel import Funnel
 from training.lead_conversion_candidates import (
     DEFAULT_THREADS,
     LOGISTIC_C,
+    Folds,
     fit_baselines,
     fit_lightgbm,
     lightgbm_settings,
@@ -44,6 +46,9 @@ __all__ = [
     "train_lead_conversion",
     "train_lead_conversion_result",
 ]
+
+# Fits the LightGBM candidate: (spec, training slice, folds, settings, horizon days) -> model.
+Boosting = Callable[[FeatureSpec, pd.DataFrame, Folds, dict[str, Any], int], LeadConversionModel]
 
 TRAINING_SCORE_SAMPLE = 100_000  # training leads whose scores set a score's percentile
 IMPORTANCE_SAMPLE = 5_000  # evaluation leads whose contributions make the importance plot
@@ -153,6 +158,7 @@ def train_lead_conversion(
     tune_seconds: float = 60.0,
     progress: Callable[[str], None] | None = None,
     threads: int = DEFAULT_THREADS,
+    boosting: Boosting | None = None,
 ) -> ConversionResult:
     """Fit LightGBM, logistic regression and naive Bayes; judge them on the evaluation slice.
 
@@ -169,6 +175,8 @@ def train_lead_conversion(
         tune_seconds: the time budget of `tune`.
         progress: called with a line of text at each step.
         threads: LightGBM training threads (see `DEFAULT_THREADS`).
+        boosting: fits the LightGBM candidate instead of `fit_lightgbm` (same arguments), e.g.
+            `training.lead_conversion_dask.DaskBoosting` on a Dask cluster.
 
     Returns:
         The champion, every candidate's evaluation metrics and predictions, the split and row
@@ -179,6 +187,8 @@ def train_lead_conversion(
             not-won leads.
     """
     say = progress or (lambda _: None)
+    if tune and boosting is not None:
+        raise FunnelcastInputError("--tune runs on one machine only; leave it out with a cluster")
     if horizon_days is not None:
         funnel = replace(funnel, horizon_days=horizon_days)
     if not funnel.features:
@@ -211,9 +221,8 @@ def train_lead_conversion(
         )  # fmt: skip
         chosen = {**chosen, **found}
     say("fitting LightGBM")
-    candidates = {
-        "lightgbm": fit_lightgbm(spec, train, folds, settings(chosen), funnel.horizon_days)
-    }
+    fit = boosting or fit_lightgbm
+    candidates = {"lightgbm": fit(spec, train, folds, settings(chosen), funnel.horizon_days)}
     say("fitting logistic regression and naive Bayes")
     candidates |= fit_baselines(spec, train, funnel.dated, seed, funnel.horizon_days)
 
@@ -265,12 +274,14 @@ def train_lead_conversion_result(
     tune: bool = False,
     test_fraction: float = 0.2,
     threads: int = DEFAULT_THREADS,
+    boosting: Boosting | None = None,
 ) -> TrainingResult:
     """`train_lead_conversion` as the pipeline's `TrainingResult`: the champion, its metrics
     next to the other candidates' as baselines, flat params, plots, limits and tags."""
     result = train_lead_conversion(
-        funnel, seed=seed, tune=tune, test_fraction=test_fraction, threads=threads
-    )
+        funnel, seed=seed, tune=tune, test_fraction=test_fraction, threads=threads,
+        boosting=boosting,
+    )  # fmt: skip
     champion = result.champion
     # Feature importance: mean |contribution| over evaluation leads. Tree contributions cost
     # far more than predictions (over 40 s for the 37,000 evaluation leads of a 200,000-lead
@@ -287,7 +298,14 @@ def train_lead_conversion_result(
         **{k: v for k, v in flat.items() if isinstance(v, int | float | str | bool)},
         "logistic_regression.C": LOGISTIC_C,
     }
-    tags = {"split_kind": result.split_kind, "champion_kind": champion.kind}
+    lightgbm = result.params["candidates"]["lightgbm"]
+    tags = {
+        "split_kind": result.split_kind,
+        "champion_kind": champion.kind,
+        "lightgbm_engine": str(lightgbm.get("engine", "local")),
+    }
+    if "dask_rows_by_worker" in lightgbm:
+        tags["dask_rows_by_worker"] = json.dumps(lightgbm["dask_rows_by_worker"])
     if result.validation_date is not None:
         tags["validation_date"] = str(result.validation_date)
     limits = [

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import matplotlib.pyplot as plt
 import mlflow
@@ -20,6 +20,9 @@ from training.model_card import render
 from training.result import Evaluation, ModelSkipped, TrainingResult
 from training.tracking import Candidate, champion_version, data_fingerprint, log_candidate
 from training.tracking import set_champion as move_champion
+
+if TYPE_CHECKING:
+    from training.lead_conversion import Boosting
 
 Trainer = Callable[..., TrainingResult]
 Evaluator = Callable[..., Evaluation]
@@ -83,8 +86,12 @@ def train_models(
     promote: bool = False,
     extra_tags: dict[str, str] | None = None,
     threads: int | None = None,
+    boosting: Boosting | None = None,
 ) -> list[ModelOutcome]:
     """Train, log and register each model; with `promote`, run the gate for each.
+
+    `boosting`: fits lead-conversion's LightGBM candidate instead of the single-machine fit
+    (`training.lead_conversion_dask.DaskBoosting` trains it on a Dask cluster).
 
     `threads`: LightGBM training threads of every model that uses LightGBM (None: each
     model's default, 1 but for deal-cycle's 2). One suits thousands of leads and shared cores,
@@ -97,6 +104,8 @@ def train_models(
         options: dict[str, Any] = {"seed": seed}
         if name == "lead-conversion":
             options["tune"] = tune
+            if boosting is not None:
+                options["boosting"] = boosting
         if threads is not None and name in _THREADED:
             options["threads"] = threads
         try:
