@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -22,6 +22,9 @@ from scoring.settings import Settings
 from scoring.store import FunnelStore
 
 out = Console(soft_wrap=True)
+if TYPE_CHECKING:
+    from scoring.forecast import ForecastModels
+
 err = Console(stderr=True, soft_wrap=True)
 
 P = ParamSpec("P")
@@ -94,3 +97,38 @@ def load_funnel(settings: Settings, mapping: str | None, data_dir: Path | None) 
         return store.load()
     finally:
         store.close()
+
+
+def dated_funnel(settings: Settings, what: str) -> Funnel:
+    """The stored funnel; `what` ("forecasts", "goal checks") needs dates, so undated data is
+    an input error."""
+    store = open_store(settings)
+    try:
+        funnel = store.load()
+    finally:
+        store.close()
+    if not funnel.dated:
+        raise FunnelcastInputError(f"{what} need dated data; this data set has no dates")
+    return funnel
+
+
+def champion_forecast_models(settings: Settings) -> ForecastModels:
+    """The champions the forecast engine draws from (registry, else local copies), their trees
+    compiled (`scoring.compiled_trees`, cached in the home).
+
+    Raises:
+        FunnelcastInputError: lead-conversion or deal-cycle has no champion.
+    """
+    from scoring.champions import compile_scorer, load_champions
+    from scoring.forecast import forecast_models
+    from scoring.lead_scores import LeadScorer
+
+    champions = load_champions(settings.tracking_uri, settings.models_dir)
+    for problem in champions.degraded:
+        err.print(problem, markup=False, highlight=False)
+    loaded = {name: model.model for name, model in champions.models.items()}
+    models = forecast_models(loaded, champions.versions())
+    compile_scorer(
+        LeadScorer(models.conversion, models.cycle, models.value), settings.compiled_cache
+    )
+    return models

@@ -9,32 +9,19 @@ import pandas as pd
 import typer
 from rich.console import Console
 
-from funnelcast.cli_support import err, load_settings, open_store, parse_date, parse_segment
+from funnelcast.cli_support import (
+    champion_forecast_models,
+    dated_funnel,
+    err,
+    load_settings,
+    parse_date,
+    parse_segment,
+)
 from funnelcast.render import display_value, print_table, records_to_csv, records_to_json
-from scoring.champions import load_champions
-from scoring.errors import FunnelcastInputError
-from scoring.forecast import Forecast, ForecastModels, forecast, forecast_models
-from scoring.funnel import Funnel
-from scoring.settings import Settings
+from scoring.forecast import Forecast, forecast
 
 _FIGURES = ("mean", "p10", "p50", "p90")
 FORECAST_COLUMNS = ["period_start", "period_end", "kpi", "mean", "p10", "p50", "p90"]
-
-
-def load_forecast_inputs(settings: Settings) -> tuple[Funnel, ForecastModels]:
-    """The stored funnel and the champions the engine needs (registry, else local copies)."""
-    store = open_store(settings)
-    try:
-        funnel = store.load()
-    finally:
-        store.close()
-    if not funnel.dated:
-        raise FunnelcastInputError("forecasts need dated data; this data set has no dates")
-    champions = load_champions(settings.tracking_uri, settings.models_dir)
-    for problem in champions.degraded:
-        err.print(problem)
-    loaded = {name: model.model for name, model in champions.models.items()}
-    return funnel, forecast_models(loaded, champions.versions())
 
 
 def print_forecast(result: Forecast, output_format: str, out_file: Path | None) -> None:
@@ -86,7 +73,8 @@ def forecast_command(
 ) -> None:
     """Forecast every KPI per period: mean, P10, P50, P90 (DESIGN §2, §5)."""
     settings = load_settings()
-    funnel, models = load_forecast_inputs(settings)
+    funnel = dated_funnel(settings, "forecasts")
+    models = champion_forecast_models(settings)
     day = parse_date(as_of, "--as-of")
     result = forecast(
         funnel,

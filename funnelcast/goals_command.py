@@ -21,6 +21,8 @@ from rich.table import Table
 from rich.text import Text
 
 from funnelcast.cli_support import (
+    champion_forecast_models,
+    dated_funnel,
     err,
     friendly_errors,
     load_settings,
@@ -31,9 +33,8 @@ from funnelcast.cli_support import (
 )
 from funnelcast.render import display_value
 from scoring.attainment import Attainment, check_goal
-from scoring.champions import load_champions
 from scoring.errors import FunnelcastInputError
-from scoring.forecast import ForecastModels, forecast_models
+from scoring.forecast import ForecastModels
 from scoring.forecast_kpis import FORECAST_KPIS
 from scoring.funnel import Funnel
 from scoring.goal_store import (
@@ -198,25 +199,10 @@ def selected_goals(
     return list_goals(engine, owner)
 
 
-def _dated_funnel(settings: Settings) -> Funnel:
-    store = open_store(settings)
-    try:
-        funnel = store.load()
-    finally:
-        store.close()
-    if not funnel.dated:
-        raise FunnelcastInputError("goal checks need dated data; this data set has no dates")
-    return funnel
-
-
 def _champion_models(settings: Settings) -> ForecastModels | None:
-    """The engine's champions (registry, else local copies); None without the two it needs."""
-    champions = load_champions(settings.tracking_uri, settings.models_dir)
-    for problem in champions.degraded:
-        err.print(problem, markup=False)
-    loaded = {name: model.model for name, model in champions.models.items()}
+    """The engine's champions; None without the two it needs."""
     try:
-        return forecast_models(loaded, champions.versions())
+        return champion_forecast_models(settings)
     except FunnelcastInputError:
         return None
 
@@ -237,7 +223,7 @@ def check_goals(
 ) -> list[tuple[StoredGoal, Attainment]]:
     """Check every goal (none is recorded yet); goals whose KPI is not forecast are skipped with
     a warning. Models are loaded only when a period is not over."""
-    funnel = _dated_funnel(settings)
+    funnel = dated_funnel(settings, "goal checks")
     last_day = _last_known_day(funnel, as_of)
     checkable = []
     for stored in goals:

@@ -28,7 +28,7 @@ from scoring.batch_score import (
     score_mapped,
     scorer_from_champions,
 )
-from scoring.champions import SCORING_MODELS, load_champions
+from scoring.champions import SCORING_MODELS, compile_scorer, load_champions
 from scoring.dask_cluster import DEFAULT_LOCAL_WORKERS, dask_client
 from scoring.errors import FunnelcastInputError
 from scoring.lead_scores import LeadScorer
@@ -111,6 +111,7 @@ def score(
     for problem in champions.degraded:
         err.print(f"[yellow]warning:[/yellow] {problem}", highlight=False)
     scorer = scorer_from_champions(champions)
+    compile_scorer(scorer, settings.compiled_cache)
     set_predict_threads(threads or os.cpu_count() or 1)
     with _progress() as (on_total, advance):
         options = BatchOptions(neutralise_formula, explain, chunk_rows, advance, on_total)
@@ -156,7 +157,9 @@ def _score_on_dask(
             highlight=False,
         )
         options = BatchOptions(neutralise_formula, explain, CHUNK_ROWS, advance, on_total)
-        summary = score_parquet_dask(cluster, scorer, in_file, out_file, options)
+        summary = score_parquet_dask(
+            cluster, scorer, in_file, out_file, options, settings.compiled_cache
+        )
     _print_summary(summary, scorer)
 
 

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from scoring.batch_input import DuplicateIds, RowChecks, identifier
 from scoring.batch_output import RejectsWriter, ScoresWriter, rejects_path
 from scoring.batch_score import BatchOptions, BatchSummary, scores_of, timing_scorer
+from scoring.champions import compile_scorer
 from scoring.dask_cluster import Cluster
 from scoring.errors import DataContractError, FunnelcastInputError, Problem
 from scoring.lead_scores import LeadScorer
@@ -101,6 +102,7 @@ class _Part:
     index: int
     first_line: int
     target: Path
+    compiled_cache: Path | None  # compile the scorer's trees on the worker (cached there)
 
 
 def _score_partition(
@@ -108,6 +110,7 @@ def _score_partition(
 ) -> tuple[int, pd.DataFrame]:
     """On a worker: check, score and write one partition; its scored count and rejects."""
     set_predict_threads(1)  # one thread per worker process: the cluster is the parallelism
+    compile_scorer(scorer, part.compiled_cache)  # once per worker process; then a no-op
     raw = raw.reset_index(drop=True)
     raw[SOURCE_LINE] = np.arange(part.first_line, part.first_line + len(raw))
     leads, rejects = checks.split(raw)
@@ -124,11 +127,17 @@ def _score_partition(
 
 
 def score_parquet_dask(
-    cluster: Cluster, scorer: LeadScorer, source: Path, out: Path, options: BatchOptions
+    cluster: Cluster,
+    scorer: LeadScorer,
+    source: Path,
+    out: Path,
+    options: BatchOptions,
+    compiled_cache: Path | None = None,
 ) -> BatchSummary:
     """Score the Parquet leads at `source` (a file or a folder of files) into the folder `out`
     on the cluster (see the module docstring). Both must be reachable by every worker under
-    these paths.
+    these paths. With `compiled_cache`, each worker compiles the scorer's trees once
+    (`scoring.compiled_trees`), through that shared cache.
 
     Raises:
         DataContractError: the input cannot be read, or has no lead_id column.
@@ -177,7 +186,12 @@ def score_parquet_dask(
                 raw,
                 remote_scorer,
                 checks,
-                _Part(i, int(first_lines[i]), staging / f"{PART_PREFIX}{i:05d}.parquet"),
+                _Part(
+                    i,
+                    int(first_lines[i]),
+                    staging / f"{PART_PREFIX}{i:05d}.parquet",
+                    compiled_cache,
+                ),
                 options.explain,
             )
             for i, raw in enumerate(leads[wanted].to_delayed())

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import mlflow
+import numpy as np
 from mlflow.exceptions import MlflowException
 
 from scoring.lead_scores import LeadScorer
@@ -218,3 +219,20 @@ def lead_scorer(champions: Champions) -> LeadScorer | None:
         models["deal-value"].model if "deal-value" in models else None,
         {name: m.record.version for name, m in models.items() if name in SCORING_MODELS},
     )
+
+
+def compile_scorer(scorer: LeadScorer | None, cache_dir: Path | None) -> int:
+    """Compile the LightGBM trees `scorer` predicts with (`scoring.compiled_trees`), loading
+    them from `cache_dir` when compiled before; nothing when `cache_dir` is None (compiling is
+    off) or there is no scorer. Returns how many boosters are compiled in this process.
+
+    One lead with no attributes is scored first, so that every booster the scorer uses (some
+    are built on first use) has predicted and is known."""
+    if scorer is None or cache_dir is None:
+        return 0
+    from scoring.compiled_trees import compile_boosters, recording_use
+
+    now = np.array([int(datetime.now(UTC).timestamp() * 1e9)], dtype=np.int64)
+    with recording_use() as used:
+        scorer.score([{}], now)
+    return compile_boosters(used, cache_dir)

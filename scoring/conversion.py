@@ -374,10 +374,16 @@ class LeadConversionModel:
         return self
 
     def percentile(self, probabilities: np.ndarray) -> np.ndarray:
-        """Share (0-100) of training leads scored at or below each probability."""
+        """Share (0-100) of training leads scored at or below each probability.
+
+        "At" is up to a relative 1e-12: the same lead's probability from LightGBM and from its
+        compiled trees (`scoring.compiled_trees`) can differ in the last bits, and a lead
+        scored like a training lead must get the same percentile either way."""
         if self.training_scores_.size == 0:
             raise ValueError("the model has no training scores; call remember_training_scores")
-        below = np.searchsorted(self.training_scores_, probabilities, side="right")
+        probabilities = np.asarray(probabilities, dtype=np.float64)
+        at_most = probabilities + np.abs(probabilities) * 1e-12
+        below = np.searchsorted(self.training_scores_, at_most, side="right")
         return np.asarray(100.0 * below / self.training_scores_.size)
 
     def __repr__(self) -> str:

@@ -7,6 +7,7 @@ makes the same C call (`LGBM_BoosterPredictForMat`) directly. It serves single-o
 (binary, regression) on C-contiguous float32/float64 arrays, and falls back to
 `Booster.predict` for anything else; tests hold the two to identical numbers. One-row calls
 use LightGBM's prepared single-row predictor (`...SingleRowFast`), a few microseconds each.
+A booster compiled by `scoring.compiled_trees` predicts with its compiled function instead.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from lightgbm import basic as _lightgbm_basic
 
+from scoring.compiled_trees import compiled_forest, note_use
 from scoring.predict_threads import predict_options
 
 # LightGBM's own handle on its C library (the pinned 4.7 has it; without, the plain path).
@@ -40,6 +42,16 @@ def predict_array(
     num_iteration: int | None = None,
 ) -> npt.NDArray[np.float64]:
     """`booster.predict(matrix, raw_score=..., num_iteration=...)`, one value per row."""
+    forest = compiled_forest(booster)
+    if (
+        forest is not None
+        and num_iteration is None
+        and booster.best_iteration in (0, -1, booster.current_iteration())
+        and isinstance(matrix, np.ndarray)
+        and matrix.ndim == 2
+    ):
+        return forest.predict(matrix, raw_score)
+    note_use(booster)
     options = predict_options()
     handle = getattr(booster, "_handle", None)
     usable = (

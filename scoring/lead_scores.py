@@ -143,8 +143,12 @@ class LeadScorer:
         return kinds
 
     def grade_of(self, probability: FloatArray) -> list[str]:
-        """A-D by the training leads' probabilities (A: top 10 %, B: next 20 %, C: next 30 %)."""
-        below = np.searchsorted(-self.grade_bounds, -probability, side="left")
+        """A-D by the training leads' probabilities (A: top 10 %, B: next 20 %, C: next 30 %).
+
+        A probability within a relative 1e-12 of a bound reaches it (as in `percentile`: the
+        compiled trees and LightGBM may differ in the last bits on a lead at the bound)."""
+        reached = probability + np.abs(probability) * 1e-12
+        below = np.searchsorted(-self.grade_bounds, -reached, side="left")
         return [GRADES[int(i)] for i in below]
 
     def score(

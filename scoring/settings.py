@@ -53,6 +53,17 @@ class Settings(BaseSettings):
         description="How often each API worker re-reads API keys (new and revoked keys).",
     )
 
+    compiled_trees: bool = Field(
+        default=True,
+        description="Compile the scoring models' LightGBM trees to machine code (lleaves) when "
+        "they load: 4-10x faster predictions, equal to LightGBM's to 1e-12.",
+    )
+    compiled_trees_dir: Path | None = Field(
+        default=None,
+        description="Cache of compiled trees, shared by workers and runs; default "
+        "<home>/models/compiled.",
+    )
+
     goal_on_track: float = Field(
         default=_ON_TRACK,
         ge=0,
@@ -111,3 +122,10 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
+
+    @property
+    def compiled_cache(self) -> Path | None:
+        """Where compiled trees are cached; None when compiling is off."""
+        if not self.compiled_trees:
+            return None
+        return self.compiled_trees_dir or self.models_dir / "compiled"

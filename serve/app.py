@@ -53,7 +53,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         set_predict_threads(1)  # one request, one core: see scoring/predict_threads.py
         store = await run_in_threadpool(FunnelStore.open, settings.store_url)
-        service = ScoringService(store.engine, settings.tracking_uri, settings.models_dir)
+        service = ScoringService(
+            store.engine, settings.tracking_uri, settings.models_dir, settings.compiled_cache
+        )
         await run_in_threadpool(service.load)
         app.state.store = store
         app.state.keyring = KeyRing(store.engine, settings.key_refresh_seconds)

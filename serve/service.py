@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
 from fastapi.concurrency import run_in_threadpool
 
-from scoring.champions import Champions, lead_scorer, load_champions
+from scoring.champions import Champions, compile_scorer, lead_scorer, load_champions
 from scoring.lead_scores import LeadScorer
 from scoring.service_state import reload_generation
 from serve.metrics import show_versions
@@ -44,10 +45,17 @@ class Loaded:
 class ScoringService:
     """The worker's models (see the module docstring)."""
 
-    def __init__(self, engine: sa.Engine, tracking_uri: str, models_dir: Path) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        tracking_uri: str,
+        models_dir: Path,
+        compiled_cache: Path | None = None,
+    ) -> None:
         self.engine = engine
         self.tracking_uri = tracking_uri
         self.models_dir = models_dir
+        self.compiled_cache = compiled_cache
         self.loaded = Loaded(Champions(), None, 0)
         self._lock = threading.Lock()
 
@@ -57,7 +65,15 @@ class ScoringService:
             previous = self.loaded.champions.versions()
             generation = reload_generation(self.engine)
             champions = load_champions(self.tracking_uri, self.models_dir)
-            loaded = Loaded(champions, lead_scorer(champions), generation)
+            scorer = lead_scorer(champions)
+            # Compiled before the swap: a loaded set predicts one way for its whole life.
+            started = time.perf_counter()
+            compiled = compile_scorer(scorer, self.compiled_cache)
+            if compiled:
+                log.info(
+                    "compiled trees: %s boosters in %.1f s", compiled, time.perf_counter() - started
+                )
+            loaded = Loaded(champions, scorer, generation)
             self.loaded = loaded  # one assignment: requests see the old set or the new
         versions = champions.versions()
         show_versions(previous, versions)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,3 +106,12 @@ def pytest_report_header() -> str:
     if os.environ.get(SERVER_ENV):
         return f"PostgreSQL pass: on the server in {SERVER_ENV}"
     return f"PostgreSQL pass: left out ({SERVER_ENV} is not set; `make test` sets it)"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One cache of compiled trees for the whole session (`scoring.compiled_trees`): the many
+    homes the tests build hold the same few models, and the cache is keyed by their content."""
+    if "FUNNELCAST_COMPILED_TREES_DIR" not in os.environ:
+        folder = tempfile.mkdtemp(prefix="funnelcast-trees-")
+        os.environ["FUNNELCAST_COMPILED_TREES_DIR"] = folder
+        config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
