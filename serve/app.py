@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -28,6 +28,7 @@ from scoring.score_history import ScoreRecorder
 from scoring.settings import Settings
 from scoring.store import FunnelStore
 from serve.dashboard import router as dashboard_router
+from serve.deps import known_query_parameters
 from serve.errors import ApiError, ErrorDetail
 from serve.metrics import MetricsMiddleware
 from serve.routes import (
@@ -83,13 +84,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware)
     _install_error_handlers(app)
     app.include_router(health.router)
-    app.include_router(leads.router)
-    app.include_router(lead_events.router)
-    app.include_router(models.router)
-    app.include_router(goals.router)
-    app.include_router(attainment.router)
-    app.include_router(forecast.router)
-    app.include_router(segments.router)
+    app.include_router(leads.router, dependencies=[Depends(known_query_parameters)])
+    app.include_router(lead_events.router, dependencies=[Depends(known_query_parameters)])
+    app.include_router(models.router, dependencies=[Depends(known_query_parameters)])
+    app.include_router(goals.router, dependencies=[Depends(known_query_parameters)])
+    app.include_router(attainment.router, dependencies=[Depends(known_query_parameters)])
+    app.include_router(forecast.router, dependencies=[Depends(known_query_parameters)])
+    app.include_router(segments.router, dependencies=[Depends(known_query_parameters)])
     app.include_router(dashboard_router)
     app.state.settings = settings  # goal status thresholds, for the attainment routes
     return app

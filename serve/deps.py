@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import Depends, Request
+from pydantic import BaseModel
 
 from scoring import store_schema as schema
 from scoring.errors import FunnelcastInputError
@@ -170,3 +171,46 @@ def single_valued(*repeatable: str) -> Callable[[Request], Coroutine[Any, Any, N
             seen.add(name)
 
     return each_parameter_once
+
+
+_QUERY_NAMES: dict[int, list[str]] = {}
+
+
+def _query_names(dependant: Any) -> list[str]:
+    """The query parameter names an endpoint takes, through its dependencies and parameter
+    models (`Annotated[Model, Query()]`)."""
+    names: set[str] = set()
+    stack = [dependant]
+    while stack:
+        current = stack.pop()
+        for param in current.query_params:
+            annotation = param.field_info.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                names.update(f.alias or n for n, f in annotation.model_fields.items())
+            else:
+                names.add(param.alias)
+        stack.extend(current.dependencies)
+    return sorted(names)
+
+
+async def known_query_parameters(request: Request) -> None:
+    """A 422 for a query parameter the endpoint does not take (a typo such as `ownr` would
+    otherwise be ignored without a word, and the caller would get every goal)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    given = {name for name, _ in request.query_params.multi_items()}
+    if dependant is None or not given:
+        return
+    taken = _QUERY_NAMES.get(id(dependant))
+    if taken is None:
+        taken = _QUERY_NAMES[id(dependant)] = _query_names(dependant)
+    unknown = sorted(given - set(taken))
+    if unknown:
+        offer = f"it takes {', '.join(taken)}" if taken else "it takes none"
+        message = f"not a parameter of this endpoint; {offer}"
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"{unknown[0] or '(empty name)'}: {message}",
+            details=[ErrorDetail(location=["query", name], message=message) for name in unknown],
+        )

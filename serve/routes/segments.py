@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,28 +26,12 @@ from serve.errors import ApiError, ErrorDetail, ErrorResponse, error_responses
 MAX_COLUMNS = 4  # combinations multiply: four columns of 12 levels are 20,736 segments
 DEFAULT_MIN_LEADS = 30
 
-PARAMETERS = ("columns", "min_leads")
-
-
-async def _known_parameters(request: Request) -> None:
-    """A 422 for a query parameter this endpoint does not take (a typo such as `min_lead`
-    would otherwise be ignored without a word)."""
-    unknown = sorted({name for name, _ in request.query_params.multi_items()} - set(PARAMETERS))
-    if unknown:
-        message = f"not a parameter of this endpoint; it takes {', '.join(PARAMETERS)}"
-        raise ApiError(
-            422,
-            "invalid_request",
-            f"{unknown[0]}: {message}",
-            details=[ErrorDetail(location=["query", name], message=message) for name in unknown],
-        )
-
 
 router = APIRouter(
     prefix="/v1",
     tags=["segments"],
     responses=error_responses(401, 403),
-    dependencies=[Depends(single_valued("columns")), Depends(_known_parameters)],
+    dependencies=[Depends(single_valued("columns"))],
 )
 
 

@@ -223,3 +223,31 @@ def test_no_model_is_503_saying_how_to_train_one(
 def test_unknown_routes_and_methods_use_the_error_shape(api: Api) -> None:
     assert _error(api.client.get("/v1/nothing-here"), 404)["code"] == "not_found"
     assert _error(api.client.get("/v1/leads/score"), 405)["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(
+    ("path", "role", "name"),
+    [
+        ("/v1/goals?ownr=ana", "viewer", "ownr"),
+        ("/v1/models?verbose=1", "viewer", "verbose"),
+        ("/v1/leads/L1/scores?since=2026-01-01", "integration", "since"),
+        ("/v1/segments?min_lead=5", "viewer", "min_lead"),
+    ],
+)
+def test_an_unknown_query_parameter_is_named(api: Api, path: str, role: str, name: str) -> None:
+    error = _error(api.get(path, role), 422)
+    assert error["message"].startswith(f"{name}: not a parameter of this endpoint")
+    assert error["details"][0]["location"] == ["query", name]
+
+
+def test_an_unknown_query_parameter_on_a_post_is_named(
+    api: Api, leads: list[dict[str, Any]]
+) -> None:
+    response = api.post("/v1/leads/score?explain=true", json={"leads": leads[:1]})
+    error = _error(response, 422)
+    assert error["message"] == "explain: not a parameter of this endpoint; it takes none"
+
+
+def test_declared_query_parameters_still_work(api: Api) -> None:
+    assert api.get("/v1/goals?owner=ana", "viewer").status_code == 200
+    assert api.get("/v1/segments?columns=industry&min_leads=5", "viewer").status_code == 200

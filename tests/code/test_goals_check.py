@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import funnelcast.goals_command
+import scoring.champions
 from funnelcast.cli import app
 from scoring.attainment import check_goal
 from scoring.champions import ChampionRecord, Champions, LoadedModel
@@ -80,9 +80,7 @@ def goals_home(home: Path, fitted: Fitted, monkeypatch: pytest.MonkeyPatch) -> d
     store.ingest(fitted.funnel, source="test")
     ids = {"current": add_goal(store.engine, CURRENT).id, "past": add_goal(store.engine, PAST).id}
     store.close()
-    monkeypatch.setattr(
-        funnelcast.goals_command, "load_champions", lambda *_: _champions(fitted.models)
-    )
+    monkeypatch.setattr(scoring.champions, "load_champions", lambda *_: _champions(fitted.models))
     return ids
 
 
@@ -148,7 +146,7 @@ def test_an_unknown_id_exits_2_and_records_nothing(goals_home: dict[str, int]) -
 def test_without_models_only_periods_over_are_checked(
     goals_home: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(funnelcast.goals_command, "load_champions", lambda *_: Champions())
+    monkeypatch.setattr(scoring.champions, "load_champions", lambda *_: Champions())
 
     code, _, err = run("--draws", DRAWS)
 
