@@ -53,8 +53,9 @@ Deals = pd.DataFrame | Sequence[Mapping[str, object]]
 
 WEEK = 7
 _DAY_NS = 86_400 * 10**9
-# Hazard rows scored at once, and deals per batch in `predict_frame`: bound the memory used.
-_PREDICT_ROWS = 1_000_000
+# Hazard rows scored at once, and deals per batch in `predict_frame`: bound the memory used
+# (a row matrix under 32 MB reuses the memory of the last one instead of faulting in more).
+_PREDICT_ROWS = 250_000
 _FRAME_DEALS = 20_000
 # Deal-level summaries of the attributes (see `HazardDesign`), in column order.
 DEAL_SCORES = ("won_propensity", "won_log_days", "lost_log_days")
@@ -119,10 +120,6 @@ def _week_calendar(first_day: int, n_days: int) -> dict[str, Float32Array]:
     for values in calendar.values():
         values.setflags(write=False)
     return calendar
-
-
-def _take(deals: Deals, part: slice) -> Deals:
-    return deals.iloc[part] if isinstance(deals, pd.DataFrame) else deals[part]
 
 
 class HazardDesign:
@@ -426,16 +423,44 @@ class DealCycleModel(CycleModel):
         self.outcome_profiles = outcome_profiles
 
     def weekly_hazards(
-        self, deals: Deals, created_day: IntArray, first_week: IntArray, n_weeks: int
+        self,
+        deals: Deals,
+        created_day: IntArray,
+        first_week: IntArray,
+        n_weeks: int,
+        weeks_needed: IntArray | None = None,
     ) -> tuple[FloatArray, FloatArray]:
-        """P(won in week), P(lost in week) for an open deal, weeks `first_week + 0 ... n - 1`."""
-        deal_index = np.repeat(np.arange(len(deals)), n_weeks)
-        week = first_week[deal_index] + np.tile(np.arange(n_weeks), len(deals))
-        rows = self.design.rows(self.design.deal_matrix(deals), created_day, deal_index, week)
+        """P(won in week), P(lost in week) for an open deal, weeks `first_week + 0 ... n - 1`.
+
+        With `weeks_needed`, only each deal's first `weeks_needed` weeks are predicted (the
+        rest are left at 0): a curve that ends mid-week needs one week fewer for some deals.
+        """
+        matrix = self.design.deal_matrix(deals)
+        return self._hazards(matrix, created_day, first_week, n_weeks, weeks_needed)
+
+    def _hazards(
+        self,
+        matrix: Float32Array,
+        created_day: IntArray,
+        first_week: IntArray,
+        n_weeks: int,
+        weeks_needed: IntArray | None,
+    ) -> tuple[FloatArray, FloatArray]:
+        """`weekly_hazards` from the deals' `deal_matrix` rows."""
+        n = len(matrix)
+        needed = np.full(n, n_weeks) if weeks_needed is None else np.minimum(weeks_needed, n_weeks)
+        deal_index = np.repeat(np.arange(n), needed)
+        offset = np.arange(len(deal_index)) - np.repeat(np.cumsum(needed) - needed, needed)
+        week = first_week[deal_index] + offset
+        rows = self.design.rows(matrix, created_day, deal_index, week)
         closes = predict_array(self.closing, rows)
         wins = predict_array(self.winning, rows)
-        shape = (len(deals), n_weeks)
-        return (closes * wins).reshape(shape), (closes * (1.0 - wins)).reshape(shape)
+        del rows
+        won = np.zeros((n, n_weeks))
+        lost = np.zeros((n, n_weeks))
+        won[deal_index, offset] = closes * wins
+        lost[deal_index, offset] = closes * (1.0 - wins)
+        return won, lost
 
     def _incidence(
         self, deals: Deals, created: IntArray, moments: IntArray, days: FloatArray
@@ -444,26 +469,31 @@ class DealCycleModel(CycleModel):
         start = (moments - created_day * _DAY_NS) / _DAY_NS
         n_weeks = int(np.ceil(days.max() / WEEK)) + 1
         chunk = max(1, _PREDICT_ROWS // n_weeks)
+        matrix = self.design.deal_matrix(deals)
         won = np.empty((len(deals), len(days)))
         lost = np.empty((len(deals), len(days)))
         for begin in range(0, len(deals), chunk):
             part = slice(begin, begin + chunk)
             won[part], lost[part] = self._incidence_chunk(
-                _take(deals, part), created_day[part], start[part], days, n_weeks
+                matrix[part], created_day[part], start[part], days, n_weeks
             )
         return won, lost
 
     def _incidence_chunk(
         self,
-        deals: Deals,
+        matrix: Float32Array,
         created_day: IntArray,
         start: FloatArray,
         days: FloatArray,
         n_weeks: int,
     ) -> tuple[FloatArray, FloatArray]:
         first_week = np.floor(start / WEEK).astype(np.int64)
-        won_h, lost_h = self.weekly_hazards(deals, created_day, first_week, n_weeks)
-        n = len(deals)
+        # The weeks from the one holding `start` to the one holding the last day asked for.
+        last_week = np.floor((start + days.max()) / WEEK).astype(np.int64)
+        won_h, lost_h = self._hazards(
+            matrix, created_day, first_week, n_weeks, last_week - first_week + 1
+        )
+        n = len(matrix)
         # Chance to be open at the start of each week, given open at the start of the first,
         # and the incidence of each outcome by then.
         open_at = np.cumprod(np.concatenate([np.ones((n, 1)), 1.0 - won_h - lost_h], 1), 1)

@@ -25,7 +25,6 @@ from datetime import date
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
 from scoring.churn import ChurnModel
@@ -36,11 +35,13 @@ from scoring.errors import FunnelcastInputError
 from scoring.forecast_actuals import add_actuals, sub_period_of
 from scoring.forecast_churn import add_churn
 from scoring.forecast_draws import (
+    CategoryRuns,
     FloatArray,
     IntArray,
     Tally,
-    categorical_draws,
+    category_runs,
     lognormal_of,
+    lognormal_sums,
 )
 from scoring.forecast_kpis import kpi_draws
 from scoring.forecast_new_leads import RECENT_DAYS, add_new_leads
@@ -57,8 +58,11 @@ from scoring.periods import Freq
 from scoring.segments import check_segment, segment_customers, segment_mask
 from scoring.snapshot import funnel_as_of
 
-# Open deals drawn at once: bounds the (deals x draws) category matrix.
-_CHUNK_CELLS = 20_000_000
+# Open deals x categories drawn at once: bounds the runs held in memory.
+_CHUNK_RUNS = 4_000_000
+# Expected wins of open deals, summed over the draws, up to which each win gets its own
+# amount and close moment (see `_tally_wins`).
+_WINS_ONE_BY_ONE = 3_000_000
 
 
 @dataclass(frozen=True)
@@ -157,7 +161,7 @@ def forecast(
     segment = dict(segment or {})
     as_of = end_of_day(_resolve_as_of(funnel, as_of))
     seen = as_of if funnel.observed_until is None else min(as_of, funnel.observed_until)
-    known = funnel_as_of(funnel, seen)
+    known = _known_at(funnel, seen)
     check_segment(known.leads, segment)
     share = 1.0
     if segment:
@@ -206,6 +210,17 @@ def _resolve_as_of(funnel: Funnel, as_of: pd.Timestamp | None) -> pd.Timestamp:
     return pd.Timestamp(funnel.leads["created_at"].max())
 
 
+def _known_at(funnel: Funnel, seen: pd.Timestamp) -> Funnel:
+    """The funnel as known at `seen` (`funnel_as_of`), without its stage events unless a lead's
+    stage must be taken back to `seen` (a lead closed after it): the engine reads no stage
+    events (stage moves are not simulated), and filtering them costs seconds on a big funnel."""
+    leads = funnel.leads
+    rolled_back = "stage" in leads and bool((leads["closed_at"] > seen).any())
+    if funnel.stage_events is None or rolled_back:
+        return funnel_as_of(funnel, seen)
+    return funnel_as_of(funnel.with_tables(stage_events=None), seen)
+
+
 def _has_amounts(known: Funnel) -> bool:
     return "amount" in known.leads and bool(known.leads["amount"].notna().any())
 
@@ -227,82 +242,81 @@ def _add_open_deals(
         return
     relative = timeline.edges - timeline.as_of_days
     won_curve, lost_curve = models.cycle.cumulative_incidence(deals, relative, timeline.as_of)
-    n_bins = timeline.n_bins
+    created = series_days(deals["created_at"])
+    converts = _converts_later(deals, created, known, models.cycle, timeline, won_curve, lost_curve)
+    late = np.zeros(len(deals))
+    if converts is not None:
+        late[converts.deal] = converts.after_window
+    still_open = np.clip(1.0 - won_curve[:, -1] - lost_curve[:, -1], 0.0, None)
+    # Categories: won in bin b, lost in bin b, still open at the end, and still open but won
+    # after the window within the horizon (counts toward its cohort's conversion only).
     probabilities = np.column_stack(
         [
             np.diff(won_curve, axis=1),
             np.diff(lost_curve, axis=1),
-            np.clip(1.0 - won_curve[:, -1] - lost_curve[:, -1], 0.0, None),
+            still_open * (1.0 - late),
+            still_open * late,
         ]
     )
-    created = series_days(deals["created_at"])
     amount = (
         deals["amount"].to_numpy(dtype=float) if "amount" in deals else np.full(len(deals), np.nan)
     )
-    known_amount = np.nan_to_num(amount)
-    mu, sigma = _amount_law(models.value, deals)
-    converts = _converts_later(deals, created, known, models.cycle, timeline, won_curve, lost_curve)
-    n_subs = len(timeline.sub_starts)
-    tally.pipeline += _pipeline_open(known_amount, n_subs)[None, :]
-    chunk = max(1, _CHUNK_CELLS // tally.draws)
+    deal_facts = _DealFacts(
+        known_amount=np.nan_to_num(amount),
+        created=created,
+        law=_amount_law(models.value, deals) if models.value is not None else None,
+        cohort=np.full(len(deals), -1, dtype=np.int64),
+        horizon_bin=np.zeros(len(deals), dtype=np.int64),
+    )
+    if converts is not None:
+        deal_facts.cohort[converts.deal] = converts.cohort
+        deal_facts.horizon_bin[converts.deal] = converts.horizon_bin
+    tally.pipeline += _pipeline_open(deal_facts.known_amount, tally.periods)[None, :]
+    per_draw = tally.draws * float(won_curve[:, -1].sum()) <= _WINS_ONE_BY_ONE
+    chunk = max(1, _CHUNK_RUNS // probabilities.shape[1])
     for begin in range(0, len(deals), chunk):
-        part = slice(begin, begin + chunk)
-        categories = categorical_draws(probabilities[part], tally.draws, rng)
-        _tally_deal_closes(
-            tally, categories, begin, timeline, known_amount, created, mu, sigma, models, rng
-        )
-        if converts is not None:
-            _tally_conversions(tally, converts, categories, begin, n_bins, timeline, rng)
+        runs = category_runs(probabilities[begin : begin + chunk], tally.draws, rng)
+        _tally_deal_runs(tally, runs, begin, timeline, deal_facts)
+        _tally_wins(tally, runs, begin, timeline, deal_facts, per_draw, rng)
 
 
-def _tally_deal_closes(
-    tally: Tally,
-    categories: npt.NDArray[np.int16],
-    begin: int,
-    timeline: Timeline,
-    known_amount: FloatArray,
-    created: FloatArray,
-    mu: FloatArray,
-    sigma: FloatArray,
-    models: ForecastModels,
-    rng: np.random.Generator,
+@dataclass(frozen=True)
+class _DealFacts:
+    """What the tallies need of each open deal."""
+
+    known_amount: FloatArray
+    created: FloatArray
+    law: tuple[FloatArray, FloatArray] | None  # lognormal of the amount if won (deal-value)
+    cohort: IntArray  # simulated period the deal was created in; -1 before the forecast
+    horizon_bin: IntArray  # wins in bins before this one are within the deal's horizon
+
+
+def _tally_deal_runs(
+    tally: Tally, runs: CategoryRuns, begin: int, timeline: Timeline, facts: _DealFacts
 ) -> None:
-    """Sum one chunk of open deals' drawn closes (deals x draws categories) into `tally`.
-
-    Counts and closed pipeline go through one `bincount` over (draw, category) cells; only the
-    won cells are visited one by one, for their amounts and cycle days.
-    """
-    n, draws = categories.shape
-    n_bins = timeline.n_bins
-    width = 2 * n_bins + 1
-    cell = (np.arange(draws, dtype=np.int32)[None, :] * width + categories).ravel()
-    counts = np.bincount(cell, minlength=draws * width).reshape(draws, width)
-    closed = np.bincount(
-        cell, weights=np.repeat(known_amount[begin : begin + n], draws), minlength=draws * width
-    ).reshape(draws, width)
-    subs = tally.periods
-    to_sub = np.zeros((width, subs))
-    to_sub[np.arange(n_bins), timeline.bin_sub] = 1.0
-    to_sub[n_bins + np.arange(n_bins), timeline.bin_sub] = 1.0
-    tally.won += counts[:, :n_bins] @ to_sub[:n_bins]
-    tally.lost += counts[:, n_bins : 2 * n_bins] @ to_sub[n_bins : 2 * n_bins]
-    # A deal closed in sub-period s is no longer pipeline at the end of s and after.
-    tally.pipeline -= np.cumsum(closed @ to_sub, axis=1)
-
-    won_cells = np.flatnonzero(categories.ravel() < n_bins)
-    deal = won_cells // draws + begin
-    draw = won_cells % draws
-    bin_index = categories.ravel()[won_cells].astype(np.int64)
-    sub = timeline.bin_sub[bin_index]
-    _tally_wins(tally, draw, sub, deal, bin_index, created, timeline, rng)
-    # Won amounts come from deal-value, not from the deal's stored amount: the store keeps
-    # one amount per deal, and for a deal still open at a past cutoff that is often its
-    # final close value (a back-test leak). Without deal-value the stored amount is used.
-    if models.value is not None:
-        value = np.exp(mu[deal] + sigma[deal] * rng.standard_normal(len(deal)))
-    else:
-        value = known_amount[deal]
-    tally.won_amount += tally.by_draw_and_period(draw, sub, value)
+    """Sum one chunk of open deals' drawn closes into `tally`: won and lost deals, closed
+    pipeline and the conversions of forecast cohorts, per draw and simulated period."""
+    n_bins, subs = timeline.n_bins, tally.periods
+    category = runs.category
+    deal = runs.subject + begin
+    never = np.full(2, -1, dtype=np.int64)
+    # Columns: won then lost, per simulated period; the open categories count nowhere.
+    column = np.concatenate([timeline.bin_sub, subs + timeline.bin_sub, never])[category]
+    amount = facts.known_amount[deal]
+    weights: list[FloatArray | None] = [None, amount] if amount.any() else [None]
+    summed = runs.spans.sums(column, weights, 2 * subs)
+    tally.won += summed[0][:, :subs]
+    tally.lost += summed[0][:, subs:]
+    if len(summed) > 1:
+        # A deal closed in sub-period s is no longer pipeline at the end of s and after.
+        tally.pipeline -= np.cumsum(summed[1][:, :subs] + summed[1][:, subs:], axis=1)
+    cohort = facts.cohort[deal]
+    converted = (cohort >= 0) & (
+        (category < np.minimum(facts.horizon_bin[deal], n_bins)) | (category == 2 * n_bins + 1)
+    )
+    if converted.any():
+        (count,) = runs.spans.sums(np.where(converted, cohort, -1), [None], tally.periods)
+        tally.converted += count
 
 
 def _pipeline_open(known_amount: FloatArray, n_subs: int) -> FloatArray:
@@ -312,19 +326,51 @@ def _pipeline_open(known_amount: FloatArray, n_subs: int) -> FloatArray:
 
 def _tally_wins(
     tally: Tally,
-    draw: IntArray,
-    sub: IntArray,
-    deal: IntArray,
-    bin_index: IntArray,
-    created: FloatArray,
+    runs: CategoryRuns,
+    begin: int,
     timeline: Timeline,
+    facts: _DealFacts,
+    per_draw: bool,
     rng: np.random.Generator,
 ) -> None:
-    """Cycle days of won closes: the close falls uniformly inside its bin."""
+    """Amounts and cycle days of won closes.
+
+    The close falls uniformly inside its bin. Won amounts come from deal-value, not from the
+    deal's stored amount: the store keeps one amount per deal, and for a deal still open at a
+    past cutoff that is often its final close value (a back-test leak). Without deal-value the
+    stored amount is used.
+
+    With `per_draw`, every won (deal, draw) gets its own close moment and amount. Otherwise
+    (millions of wins) a won run shares one close moment, and each draw's amounts in a period
+    are drawn as one sum: a lognormal with the exact mean and variance of the sum of its won
+    deals' amounts (at that size, typically thousands per draw and period, so the sum's shape
+    is all but normal). Either way every draw has each deal's outcome, moment and amount with
+    the right chances, independently of the other deals.
+    """
+    won_runs = np.flatnonzero(runs.category < timeline.n_bins)
+    spans = runs.spans.take(won_runs)
+    run = won_runs
+    if per_draw:
+        parent, spans = spans.split(1)
+        run = won_runs[parent]
+    deal = runs.subject[run] + begin
+    bin_index = runs.category[run]
+    sub = timeline.bin_sub[bin_index]
     start = timeline.edges[bin_index]
-    width = timeline.edges[bin_index + 1] - start
-    moment = start + width * rng.random(len(draw))
-    tally.add_cycle_days(draw, sub, moment - created[deal])
+    moment = start + (timeline.edges[bin_index + 1] - start) * rng.random(len(run))
+    tally.add_cycle_spans(spans, sub, moment - facts.created[deal])
+    subs = tally.periods
+    if facts.law is None:
+        tally.won_amount += spans.sums(sub, [facts.known_amount[deal]], subs)[0]
+        return
+    mu, sigma = facts.law[0][deal], facts.law[1][deal]
+    if per_draw:
+        value = np.exp(mu + sigma * rng.standard_normal(len(run)))
+        tally.won_amount += spans.sums(sub, [value], subs)[0]
+        return
+    mean = np.exp(mu + sigma**2 / 2)
+    total, variance = spans.sums(sub, [mean, np.expm1(sigma**2) * mean**2], subs)
+    tally.won_amount += lognormal_sums(total, variance, rng)
 
 
 @dataclass(frozen=True)
@@ -366,31 +412,6 @@ def _converts_later(
         extra = won_late[np.arange(len(rows)), reach] - won_curve[late, -1]
         after[beyond] = np.clip(extra / open_at_end, 0.0, 1.0)
     return _Converts(members, cohort[members], np.minimum(horizon_bin, timeline.n_bins), after)
-
-
-def _tally_conversions(
-    tally: Tally,
-    converts: _Converts,
-    categories: np.ndarray,
-    begin: int,
-    n_bins: int,
-    timeline: Timeline,
-    rng: np.random.Generator,
-) -> None:
-    """Count, per draw, the open deals of forecast cohorts that win within their horizon."""
-    local = converts.deal - begin
-    inside = (local >= 0) & (local < len(categories))
-    if not inside.any():
-        return
-    rows = categories[local[inside]].astype(np.int64)  # members x draws
-    cohort = converts.cohort[inside]
-    limit = converts.horizon_bin[inside][:, None]
-    won_in_time = rows < np.minimum(limit, n_bins)
-    still_open = rows == 2 * n_bins
-    late = still_open & (rng.random(rows.shape) < converts.after_window[inside][:, None])
-    hits = won_in_time | late
-    member, draw = np.nonzero(hits)
-    tally.converted += tally.by_draw_and_period(draw, cohort[member], np.ones(len(draw)))
 
 
 def _amount_law(value: ValueModel | None, deals: pd.DataFrame) -> tuple[FloatArray, FloatArray]:

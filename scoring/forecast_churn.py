@@ -1,6 +1,6 @@
 """Customers churning in the forecast window, by the churn model as of `as_of`.
 
-Each customer active at `as_of` churns in some bin or survives the window (`categorical_draws`).
+Each customer active at `as_of` churns in some bin or survives the window (`category_runs`).
 A period's churn rate counts the customers it began with (`scoring.kpis`): customers won during
 the window are not simulated, so later periods start from today's customers minus the churned.
 """
@@ -12,7 +12,7 @@ import pandas as pd
 
 from scoring.churn import ChurnModel
 from scoring.forecast_actuals import active_customers_at
-from scoring.forecast_draws import FloatArray, Tally, categorical_draws
+from scoring.forecast_draws import FloatArray, Tally, category_runs
 from scoring.forecast_timeline import Timeline, series_days
 from scoring.funnel import Funnel
 
@@ -56,14 +56,19 @@ def add_churn(
             )
             report_start = timeline.report_start_days()
             began = started[active]
-            categories = categorical_draws(probabilities, tally.draws, rng)
-            customer, draw = np.nonzero(categories < timeline.n_bins)
-            sub = timeline.bin_sub[categories[customer, draw].astype(np.int64)]
-            counted = began[customer] < report_start[sub]
-            churned_sim = tally.by_draw_and_period(draw, sub, counted.astype(np.float64))
-            all_churn = tally.by_draw_and_period(draw, sub, np.ones(len(draw)))
-            tally.churned += churned_sim
+            runs = category_runs(probabilities, tally.draws, rng)
+            churns = runs.category < timeline.n_bins
+            sub = np.where(
+                churns, timeline.bin_sub[np.minimum(runs.category, timeline.n_bins - 1)], -1
+            )
+            # Churn counts against the customers a period began with; every churn leaves the
+            # base of the periods after it.
+            counted = churns & (began[runs.subject] < report_start[np.maximum(sub, 0)])
+            all_churn, counted_churn = runs.spans.sums(
+                sub, [None, counted.astype(np.float64)], tally.periods
+            )
             churned_sim = all_churn
+            tally.churned += counted_churn
     bounds = timeline.sub_bounds()
     for index, start in enumerate(starts):
         if start <= as_of_days:

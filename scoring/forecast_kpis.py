@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scoring.forecast_draws import FloatArray, Tally, median_of_counts
+from scoring.forecast_draws import FloatArray, Tally
 from scoring.forecast_timeline import Timeline
 from scoring.kpis import KPI_IDS
 
@@ -36,14 +36,13 @@ def kpi_draws(
     won = summed(tally.won)
     lost = summed(tally.lost)
     revenue = summed(tally.won_amount)
-    cycle = tally.cycle_days(groups)
     missing = np.full_like(won, np.nan)
     draws: dict[str, FloatArray] = {
         "lead_count": leads,
         "conversion_rate": _ratio(summed(tally.converted), leads),
         "win_rate": _ratio(won, won + lost),
         "avg_deal_size": _ratio(revenue, won) if has_amounts else missing,
-        "sales_cycle_days": median_of_counts(cycle),
+        "sales_cycle_days": tally.cycle_medians(groups),
         "won_revenue": revenue if has_amounts else missing.copy(),
         "won_deals": won,
         "pipeline_value": (

@@ -290,45 +290,45 @@ def _draw_leads(
     rng: np.random.Generator,
 ) -> None:
     """Tally the `counts[d]` leads created in simulated period `sub` of each draw d."""
-    draw = np.repeat(np.arange(tally.draws), counts)
+    draws = tally.draws
+    draw = np.repeat(np.arange(draws), counts)
     total = len(draw)
     template = rng.integers(0, len(curves.probability), total)
     u = rng.random(total)
     z = rng.standard_normal(total)
     position = rng.random(total)
     n_bins = timeline.n_bins
-    sub_index = np.full(total, sub, dtype=np.int64)
-    tally.leads += tally.by_draw_and_period(draw, sub_index, np.ones(total))
+    tally.leads[:, sub] += counts
     probability = curves.probability[template]
-    tally.converted += tally.by_draw_and_period(
-        draw, sub_index, (u < probability).astype(np.float64)
-    )
+    tally.converted[:, sub] += np.bincount(draw[u < probability], minlength=draws)
     amount = np.exp(curves.mu[template] + curves.sigma[template] * z) if curves.has_value else None
 
-    won = u < curves.won_by[template, -1]
-    won_bin = inverse_cdf_rows(curves.won_by, template[won], u[won])
+    won = np.flatnonzero(u < curves.won_by[template, -1])
+    won_template = template[won]
+    won_bin = inverse_cdf_rows(curves.won_by, won_template, u[won])
     won_bin = np.minimum(won_bin, n_bins - 1)
     won_sub = timeline.bin_sub[won_bin]
-    tally.won += tally.by_draw_and_period(draw[won], won_sub, np.ones(int(won.sum())))
+    won_draw = draw[won]
+    tally.won += tally.by_draw_and_period(won_draw, won_sub, np.ones(len(won)))
     if amount is not None:
-        tally.won_amount += tally.by_draw_and_period(draw[won], won_sub, amount[won])
-    start = np.maximum(timeline.edges[won_bin], curves.created[template[won]])
+        tally.won_amount += tally.by_draw_and_period(won_draw, won_sub, amount[won])
+    created = curves.created[won_template]
+    start = np.maximum(timeline.edges[won_bin], created)
     moment = start + (timeline.edges[won_bin + 1] - start) * position[won]
-    tally.add_cycle_days(draw[won], won_sub, moment - curves.created[template[won]])
+    tally.add_cycle_days(won_draw, won_sub, moment - created)
 
     rest = u - probability
-    lost = (rest >= 0) & (rest < curves.lost_by[template, -1])
+    lost = np.flatnonzero((rest >= 0) & (rest < curves.lost_by[template, -1]))
     lost_bin = np.minimum(inverse_cdf_rows(curves.lost_by, template[lost], rest[lost]), n_bins - 1)
     lost_sub = timeline.bin_sub[lost_bin]
-    tally.lost += tally.by_draw_and_period(draw[lost], lost_sub, np.ones(int(lost.sum())))
+    lost_draw = draw[lost]
+    tally.lost += tally.by_draw_and_period(lost_draw, lost_sub, np.ones(len(lost)))
 
     if amount is not None and amount_share > 0:
         # Open from its creation period to the end of the period it closes in (pipeline).
         value = amount * amount_share
-        close_sub = np.full(total, tally.periods, dtype=np.int64)
-        close_sub[won] = won_sub
-        close_sub[lost] = lost_sub
-        change = tally.by_draw_and_period(draw, sub_index, value)
-        inside = close_sub < tally.periods
-        change -= tally.by_draw_and_period(draw[inside], close_sub[inside], value[inside])
+        change = np.zeros((draws, tally.periods))
+        change[:, sub] = np.bincount(draw, weights=value, minlength=draws)
+        change -= tally.by_draw_and_period(won_draw, won_sub, value[won])
+        change -= tally.by_draw_and_period(lost_draw, lost_sub, value[lost])
         tally.pipeline += np.cumsum(change, axis=1)

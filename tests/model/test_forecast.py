@@ -6,8 +6,10 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from scoring.forecast import ForecastModels, forecast
+from scoring.forecast_draws import CYCLE_SLOTS, Tally, category_runs, median_of_counts
 from scoring.kpis import compute_kpis
 from scoring.snapshot import funnel_as_of
 from tests.model.conftest import AS_OF, Trained
@@ -110,3 +112,51 @@ def test_forecast_intervals_are_ordered_and_plausible(trained_forecast: Trained)
     history = compute_kpis(funnel_as_of(funnel, AS_OF), "month")["lead_count"].tail(12).mean()
     counts = summary[summary["kpi"] == "lead_count"]["p50"]
     assert counts.between(0.6 * history, 1.4 * history).all()
+
+
+def test_category_runs_give_every_draw_the_right_chances() -> None:
+    rng = np.random.default_rng(0)
+    chances = rng.dirichlet(np.ones(5), 300)
+    draws = 400
+    runs = category_runs(np.repeat(chances, 20, axis=0), draws, rng)
+    span, draw = runs.spans.cells()
+    category = np.full((len(chances) * 20, draws), -1)
+    category[runs.subject[span], draw] = runs.category[span]
+    assert (category >= 0).all()  # every subject lands somewhere in every draw, once
+    # Over the draws, each subject's categories come in their proportions (within one draw).
+    shares = np.stack([(category == k).mean(axis=1) for k in range(5)], axis=1)
+    assert np.abs(shares - np.repeat(chances, 20, axis=0)).max() <= 1 / draws + 1e-12
+    # In any one draw, the 20 copies of a subject land independently with its chances.
+    first_draw = np.stack([(category[:, 7] == k) for k in range(5)], axis=1)
+    observed = first_draw.reshape(300, 20, 5).mean(axis=1).mean(axis=0)
+    np.testing.assert_allclose(observed, chances.mean(axis=0), atol=0.02)
+
+
+def test_span_sums_are_the_sums_over_every_draw_they_hold() -> None:
+    rng = np.random.default_rng(1)
+    runs = category_runs(rng.dirichlet(np.ones(4), 50), 97, rng)
+    weight = rng.random(len(runs.category))
+    summed, counted = runs.spans.sums(runs.category, [weight, None], 4)
+    span, draw = runs.spans.cells()
+    expected = np.zeros((97, 4))
+    np.add.at(expected, (draw, runs.category[span]), weight[span])
+    np.testing.assert_allclose(summed, expected, atol=1e-9)
+    assert counted.sum() == 50 * 97
+
+
+@pytest.mark.parametrize("spread", [400.0, 6.0])  # medians far apart; medians close together
+def test_cycle_medians_agree_with_counting_every_day(spread: float) -> None:
+    rng = np.random.default_rng(2)
+    tally = Tally(draws=60, periods=2)
+    runs = category_runs(rng.dirichlet(np.ones(3), 400), 60, rng)
+    days = 90 + rng.uniform(0, spread, len(runs.category))
+    tally.add_cycle_spans(runs.spans, runs.category % 2, days)
+    tally.add_cycle_days(rng.integers(0, 60, 30), rng.integers(0, 2, 30), rng.uniform(80, 99, 30))
+    span, draw = runs.spans.cells()
+    cells = [draw * CYCLE_SLOTS + np.floor(days[span]).astype(np.int64)]
+    cells += [
+        part // CYCLE_SLOTS // 2 * CYCLE_SLOTS + part % CYCLE_SLOTS for part in tally._cycle_parts
+    ]
+    counts = np.bincount(np.concatenate(cells), minlength=60 * CYCLE_SLOTS)
+    expected = median_of_counts(counts.reshape(60, 1, CYCLE_SLOTS))
+    np.testing.assert_array_equal(tally.cycle_medians([[0, 1]]), expected)
