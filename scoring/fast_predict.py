@@ -46,7 +46,7 @@ def predict_array(
     if (
         forest is not None
         and num_iteration is None
-        and booster.best_iteration in (0, -1, booster.current_iteration())
+        and (booster.best_iteration <= 0 or booster.best_iteration == forest.iterations)
         and isinstance(matrix, np.ndarray)
         and matrix.ndim == 2
     ):
