@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+import scoring.dask_cluster
 from funnelcast.cli import app
 from scoring.batch_output import rejects_path
 from scoring.batch_score import BatchOptions, score_file
@@ -165,7 +166,10 @@ def test_cli_dask_scoring_refuses_bad_arguments(
     assert "Traceback" not in text
 
 
-def test_an_unreachable_scheduler_is_a_clear_error(home: Path) -> None:
+def test_an_unreachable_scheduler_is_a_clear_error(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scoring.dask_cluster, "CONNECT_SECONDS", 2)
     code, text = _run("train", "--engine", "dask", "--scheduler", "tcp://127.0.0.1:9")
     assert code == 2, text
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in text
