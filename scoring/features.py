@@ -35,6 +35,38 @@ def _number(value: object) -> float:
     return number if math.isfinite(number) else float("nan")
 
 
+_COLUMNWISE_FROM = 8  # records from which `codes` goes column by column
+_PLAIN_NUMBERS = frozenset({int, float, type(None)})
+_NAN = float("nan")
+
+
+def _numbers(values: list[object]) -> FloatArray:
+    """`_number` of each value (None: missing), fast when they are all plain numbers."""
+    if all(type(value) in _PLAIN_NUMBERS for value in values):
+        try:
+            numbers = np.array(values, dtype=np.float64)  # None becomes NaN
+        except OverflowError:  # an integer beyond any float
+            numbers = np.array([_NAN if v is None else _number(v) for v in values])
+    else:
+        numbers = np.array([_NAN if v is None else _number(v) for v in values])
+    numbers[~np.isfinite(numbers)] = np.nan
+    return numbers
+
+
+def _level_codes(values: list[object], lookup: dict[str, float]) -> FloatArray:
+    """Each value's level code in `lookup`; missing (None, NaN) and unknown values are NaN."""
+    get = lookup.get
+    return np.array(
+        [
+            _NAN
+            if value is None or (isinstance(value, float) and value != value)
+            else get(value if type(value) is str else str(value), _NAN)
+            for value in values
+        ],
+        dtype=np.float64,
+    )
+
+
 def _is_numeric(values: pd.Series) -> bool:
     # Booleans are yes/no answers, not quantities: they are categories like any text.
     return bool(
@@ -147,6 +179,21 @@ class FeatureSpec(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         if isinstance(leads, pd.DataFrame):
             return self._codes_of_frame(leads)
         lookups = self._lookups()
+        if len(leads) < _COLUMNWISE_FROM:
+            return self._codes_cell_by_cell(leads, lookups)
+        matrix = np.empty((len(leads), len(self.feature_names_)))
+        # Column by column: one pass over the records per feature keeps the per-cell work to a
+        # dict lookup (about 2x faster than cell by cell on a 100-lead request).
+        for column, feature in enumerate(self.feature_names_):
+            values = [record.get(feature) for record in leads]
+            lookup = lookups.get(feature)
+            matrix[:, column] = _numbers(values) if lookup is None else _level_codes(values, lookup)
+        return matrix
+
+    def _codes_cell_by_cell(
+        self, leads: Sequence[Mapping[str, object]], lookups: dict[str, dict[str, float]]
+    ) -> FloatArray:
+        """`codes` of a few records (fewer array allocations than column by column)."""
         matrix = np.full((len(leads), len(self.feature_names_)), np.nan)
         for row, record in enumerate(leads):
             for column, feature in enumerate(self.feature_names_):

@@ -185,6 +185,32 @@ def test_feature_spec_learns_kinds_levels_and_a_fixed_order() -> None:
     assert matrix["demo_requested"].isna().all()
 
 
+@pytest.mark.parametrize("copies", [1, 3])  # 4 and 12 records: cell by cell, then by column
+def test_codes_of_records_equal_codes_of_a_frame_for_awkward_values(copies: int) -> None:
+    leads = pd.DataFrame(
+        {
+            "region": ["Nordics"] * 25 + ["APAC"] * 12 + ["Mars"] * 3,
+            "employees": np.arange(40, dtype=np.float64),
+            "demo_requested": [True, False] * 20,
+        }
+    )
+    spec = FeatureSpec(["region", "employees", "demo_requested"], min_level_count=10).fit(leads)
+    awkward: list[dict[str, object]] = [
+        {"region": "Mars", "employees": "12", "demo_requested": "True"},  # rare; numeric text
+        {"region": None, "employees": float("inf"), "demo_requested": True},
+        {"region": float("nan"), "employees": -3, "demo_requested": False},
+        {"region": 7, "employees": "many", "demo_requested": None, "other": 1},  # unseen; text
+    ] * copies
+    by_records = spec.codes(awkward)
+    frame = pd.DataFrame([{k: v for k, v in r.items() if k != "employees"} for r in awkward])
+    frame["employees"] = pd.Series([r["employees"] for r in awkward], dtype=object)
+    np.testing.assert_array_equal(by_records, spec.codes(frame))
+    plain = [{"employees": 3, "region": "APAC"}, {"employees": None}] * (4 * copies)
+    np.testing.assert_array_equal(spec.codes(plain), spec.codes(pd.DataFrame(plain)))
+    huge = [{"employees": 10**400}, {"employees": 5}] * (4 * copies)  # beyond any float
+    assert np.isnan(spec.codes(huge)[0, 1]) and spec.codes(huge)[1, 1] == 5
+
+
 def test_metrics_on_a_known_example() -> None:
     y = np.array([1, 0, 1, 0, 0, 0, 0, 0, 0, 1])
     p = np.array([0.9, 0.8, 0.7, 0.4, 0.3, 0.3, 0.2, 0.2, 0.1, 0.05])
