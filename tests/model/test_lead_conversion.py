@@ -205,9 +205,11 @@ def test_codes_of_records_equal_codes_of_a_frame_for_awkward_values(copies: int)
     frame = pd.DataFrame([{k: v for k, v in r.items() if k != "employees"} for r in awkward])
     frame["employees"] = pd.Series([r["employees"] for r in awkward], dtype=object)
     np.testing.assert_array_equal(by_records, spec.codes(frame))
-    plain = [{"employees": 3, "region": "APAC"}, {"employees": None}] * (4 * copies)
+    plain: list[dict[str, object]] = [{"employees": 3, "region": "APAC"}, {"employees": None}]
+    plain *= 4 * copies
     np.testing.assert_array_equal(spec.codes(plain), spec.codes(pd.DataFrame(plain)))
-    huge = [{"employees": 10**400}, {"employees": 5}] * (4 * copies)  # beyond any float
+    huge: list[dict[str, object]] = [{"employees": 10**400}, {"employees": 5}]  # beyond floats
+    huge *= 4 * copies
     assert np.isnan(spec.codes(huge)[0, 1]) and spec.codes(huge)[1, 1] == 5
 
 
