@@ -3,7 +3,10 @@
 From the funnel as known at `as_of` and the champions, each draw plays out the future once:
 - each open deal closes won or lost in some week of the window, or stays open, with the
   chances of the deal-cycle model as of `as_of` (its age and the calendar of each week count);
-  a won deal brings its amount (drawn from deal-value when the CRM has none);
+  a won deal brings its amount (drawn from deal-value when the CRM has none); the closes of
+  each draw are scaled by one factor of pace for that draw, the deal-cycle model's own
+  month-to-month error on the funnel's last months (`scoring.forecast_pace`), so intervals
+  hold the model's error and not only the luck of which deals close;
 - leads not yet created arrive in the numbers of a lead-volume path, on days weighted as the
   model expects, with attributes resampled from the segment's recent leads; each converts with
   the lead-conversion probability, on the timing of deal-cycle (`LeadScorer`'s composition: the
@@ -45,6 +48,7 @@ from scoring.forecast_draws import (
 )
 from scoring.forecast_kpis import kpi_draws
 from scoring.forecast_new_leads import RECENT_DAYS, add_new_leads
+from scoring.forecast_pace import pace_factors, pace_spread
 from scoring.forecast_timeline import (
     Timeline,
     build_range_timeline,
@@ -178,14 +182,18 @@ def forecast(
     )
     # One generator per part: the open deals draw the same whatever the volume, and a goal's
     # "extra leads" search compares forecasts that differ only by those leads.
-    deals_rng, leads_rng, churn_rng, extra_rng = (
-        np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(4)
+    deals_rng, leads_rng, churn_rng, extra_rng, pace_rng = (
+        np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(5)
     )
     tally = Tally(draws, len(timeline.sub_starts))
     notes: list[str] = []
 
     add_actuals(tally, known, timeline)
-    _add_open_deals(tally, known, models, timeline, deals_rng)
+    # The open deals' closes carry the model's error of pace (`scoring.forecast_pace`).
+    open_deals = Tally(draws, tally.periods)
+    _add_open_deals(open_deals, known, models, timeline, deals_rng)
+    spread = pace_spread(known, models.cycle, as_of, pace_rng)
+    tally.add_closes(open_deals, pace_factors(spread, draws, pace_rng))
     notes += add_new_leads(
         tally,
         known,
@@ -271,7 +279,9 @@ def _add_open_deals(
     if converts is not None:
         deal_facts.cohort[converts.deal] = converts.cohort
         deal_facts.horizon_bin[converts.deal] = converts.horizon_bin
-    tally.pipeline += _pipeline_open(deal_facts.known_amount, tally.periods)[None, :]
+    opened = _pipeline_open(deal_facts.known_amount, tally.periods)[None, :]
+    tally.pipeline += opened
+    tally.opened += opened
     per_draw = tally.draws * float(won_curve[:, -1].sum()) <= _WINS_ONE_BY_ONE
     chunk = max(1, _CHUNK_RUNS // probabilities.shape[1])
     for begin in range(0, len(deals), chunk):

@@ -280,6 +280,7 @@ class Tally:
     won_amount: FloatArray = field(init=False)
     lost: FloatArray = field(init=False)
     pipeline: FloatArray = field(init=False)
+    opened: FloatArray = field(init=False)
     churned: FloatArray = field(init=False)
     _cycle_parts: list[IntArray] = field(init=False)
     _cycle_spans: list[tuple[DrawSpans, IntArray, IntArray]] = field(init=False)
@@ -287,11 +288,29 @@ class Tally:
 
     def __post_init__(self) -> None:
         shape = (self.draws, self.periods)
-        for name in ("leads", "converted", "won", "won_amount", "lost", "pipeline", "churned"):
+        names = ("leads", "converted", "won", "won_amount", "lost", "pipeline", "opened", "churned")
+        for name in names:
             setattr(self, name, np.zeros(shape))
         self._cycle_parts = []
         self._cycle_spans = []
         self._actual_cycle = np.zeros((self.periods, CYCLE_SLOTS), dtype=np.int64)
+
+    def add_closes(self, part: Tally, pace: FloatArray) -> None:
+        """Add `part`'s sums with its closes scaled by `pace` (one factor per draw): wins, their
+        amounts and losses, and the pipeline they took off (what `part` opened is kept whole;
+        `opened` holds it). Leads, conversions, churn and cycle days are added as they are."""
+        factor = pace[:, None]
+        self.won += factor * part.won
+        self.won_amount += factor * part.won_amount
+        self.lost += factor * part.lost
+        self.pipeline += part.opened + factor * (part.pipeline - part.opened)
+        self.opened += part.opened
+        self.leads += part.leads
+        self.converted += part.converted
+        self.churned += part.churned
+        self._cycle_parts += part._cycle_parts
+        self._cycle_spans += part._cycle_spans
+        self._actual_cycle += part._actual_cycle
 
     def add_cycle_days(self, draw: IntArray, period: IntArray, days: FloatArray) -> None:
         """Tally won deals' cycle lengths (days) by draw and period (counted once, at the end:
