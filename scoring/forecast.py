@@ -2,7 +2,10 @@
 
 From the funnel as known at `as_of` and the champions, each draw plays out the future once:
 - each open deal closes won or lost in some week of the window, or stays open, with the
-  chances of the deal-cycle model as of `as_of` (its age and the calendar of each week count);
+  chances of the deal-cycle model as of `as_of` (its age and the calendar of each week count),
+  times the chance that it is still worked on: a creation-week cohort whose open deals closed
+  in the last four weeks well below those chances holds stale deals that never close
+  (`scoring.forecast_pace.stale_shares`);
   a won deal brings its amount (drawn from deal-value when the CRM has none); the closes of
   each draw are scaled by one factor of pace for that draw, the deal-cycle model's own
   month-to-month error on the funnel's last months (`scoring.forecast_pace`), so intervals
@@ -48,7 +51,7 @@ from scoring.forecast_draws import (
 )
 from scoring.forecast_kpis import kpi_draws
 from scoring.forecast_new_leads import RECENT_DAYS, add_new_leads
-from scoring.forecast_pace import pace_factors, pace_spread
+from scoring.forecast_pace import pace_factors, pace_spread, stale_shares
 from scoring.forecast_timeline import (
     Timeline,
     build_range_timeline,
@@ -191,7 +194,7 @@ def forecast(
     add_actuals(tally, known, timeline)
     # The open deals' closes carry the model's error of pace (`scoring.forecast_pace`).
     open_deals = Tally(draws, tally.periods)
-    _add_open_deals(open_deals, known, models, timeline, deals_rng)
+    _add_open_deals(open_deals, known, models, timeline, deals_rng, notes)
     spread = pace_spread(known, models.cycle, as_of, pace_rng)
     tally.add_closes(open_deals, pace_factors(spread, draws, pace_rng))
     notes += add_new_leads(
@@ -243,15 +246,34 @@ def _add_open_deals(
     models: ForecastModels,
     timeline: Timeline,
     rng: np.random.Generator,
+    notes: list[str],
 ) -> None:
-    """Draw each open deal's close bin and outcome, its amount when won, and its cycle days."""
+    """Draw each open deal's close bin and outcome, its amount when won, and its cycle days;
+    say in `notes` how many open deals are judged stale."""
     deals = _open_deals(known)
     if deals.empty:
         return
     relative = timeline.edges - timeline.as_of_days
     won_curve, lost_curve = models.cycle.cumulative_incidence(deals, relative, timeline.as_of)
+    # A stale deal never closes: the chances are those of a deal still worked on. Closes are
+    # known up to the end of the data at most.
+    seen = timeline.as_of
+    if known.observed_until is not None:
+        seen = min(seen, end_of_day(pd.Timestamp(known.observed_until)))
+    stale = stale_shares(known.leads, models.cycle, seen)
+    active = 1.0 - stale[(known.leads["outcome"] == "open").to_numpy()]
+    won_curve, lost_curve = won_curve * active[:, None], lost_curve * active[:, None]
+    judged_stale = float(np.sum(1.0 - active))
+    if judged_stale >= 1.0:
+        notes.append(
+            f"about {judged_stale:,.0f} of {len(active):,} open deals are judged stale (their "
+            "creation week's deals stopped closing in the last 4 weeks) and are not expected "
+            "to close"
+        )
     created = series_days(deals["created_at"])
-    converts = _converts_later(deals, created, known, models.cycle, timeline, won_curve, lost_curve)
+    converts = _converts_later(
+        deals, created, known, models.cycle, timeline, (won_curve, lost_curve), active
+    )
     late = np.zeros(len(deals))
     if converts is not None:
         late[converts.deal] = converts.after_window
@@ -399,11 +421,15 @@ def _converts_later(
     known: Funnel,
     cycle: CycleModel,
     timeline: Timeline,
-    won_curve: FloatArray,
-    lost_curve: FloatArray,
+    curves: tuple[FloatArray, FloatArray],
+    active: FloatArray,
 ) -> _Converts | None:
     """The open deals created inside the forecast span, whose conversion (won within the
-    horizon) counts toward their cohort's `conversion_rate`."""
+    horizon) counts toward their cohort's `conversion_rate`.
+
+    `curves`: the deals' won and lost curves over the window, already times `active`, each
+    deal's chance not to be stale (a stale deal converts neither in the window nor after it).
+    """
     cohort = sub_period_of(created, timeline)
     members = np.flatnonzero(cohort >= 0)
     if members.size == 0:
@@ -418,6 +444,8 @@ def _converts_later(
         grid = np.arange(0, int(reach.max()) + 1, dtype=np.float64)
         won_late, _ = cycle.cumulative_incidence(rows, grid, timeline.as_of)
         late = members[beyond]
+        won_late = won_late * active[late, None]
+        won_curve, lost_curve = curves
         open_at_end = np.clip(1.0 - won_curve[late, -1] - lost_curve[late, -1], 1e-12, None)
         extra = won_late[np.arange(len(rows)), reach] - won_curve[late, -1]
         after[beyond] = np.clip(extra / open_at_end, 0.0, 1.0)

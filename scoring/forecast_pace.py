@@ -1,4 +1,5 @@
-"""How far the deal-cycle model's closing pace can be off: a per-draw factor on drawn closes.
+"""How far the deal-cycle model's closing pace can be off: a per-draw factor on drawn closes,
+and the share of stale open deals (`stale_shares`), which never close.
 
 Each open deal's close is drawn from the deal-cycle chances as if they were exact, so the draws
 only hold the luck of which deals close: with thousands of open deals the interval of a
@@ -16,7 +17,9 @@ every period of that draw, a persistent error of pace as a model's error is. The
 wins and losses together, so win rates and deal sizes keep their draws.
 
 The months are in-sample for the model (it was fitted on those closes), so the spread is a
-floor of its error out of sample, never an inflation of it.
+floor of its error out of sample, never an inflation of it. It is measured on the model's own
+chances, before `stale_shares` takes the stale deals out: the months a stale batch made the
+model miss keep their weight in the interval.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ from scoring.forecast_draws import FloatArray
 from scoring.funnel import Funnel
 
 PACE_MONTHS = 6
+# Stale deals (`stale_shares`): the closes of the last `STALE_WINDOW_DAYS` are the evidence.
+STALE_WINDOW_DAYS = 28
+_STALE_PRIOR_CLOSES = 10.0
 # Open deals per past month whose chances are computed (a random sample beyond it).
 _PACE_DEALS = 5000
 # Months whose expected wins are below this tell more of luck than of the model.
@@ -100,3 +106,49 @@ def pace_factors(spread: float, draws: int, rng: np.random.Generator) -> FloatAr
     if spread <= 0:
         return np.ones(draws)
     return np.asarray(np.exp(spread * rng.standard_normal(draws) - spread**2 / 2), dtype=np.float64)
+
+
+def stale_shares(leads: pd.DataFrame, cycle: CycleModel, moment: pd.Timestamp) -> FloatArray:
+    """P(a deal open at `moment` is stale: it will never close), for each of `leads` (0 for
+    the leads not open then, and for those created in the last `STALE_WINDOW_DAYS`).
+
+    A cure mixture per cohort of deals created in the same calendar week (a batch of leads
+    comes in together: an import, a campaign, a rep's week): the cycle model's chances are
+    those of deals like the ones it was fitted on, whose history of closes holds few batches
+    that nobody works any more. A cohort whose deals open at the window's start closed in the
+    window fewer times than the model expected holds a share `s` of such stale deals, which
+    never close; the closes estimate it (expected × (1 − s) = actual, shrunk toward 0 as if
+    `_STALE_PRIOR_CLOSES` more closes had come as expected, so a few closes short say little).
+    A deal that stayed open through the window, where it would have closed with chance `q`,
+    is then stale with chance s / (s + (1 − s)(1 − q)). A cohort that closed more than expected
+    has no stale share (a cure fraction is never negative). Only what is known at `moment` is
+    used: a lead closed after it is open at it.
+
+    The hazard model alone cannot see this: the silent weeks of a stale batch are training
+    rows, and it reads them as a quiet time of the calendar or of the age, then expects the
+    batch to close on the usual pace once that time has passed.
+    """
+    stale = np.zeros(len(leads))
+    if "closed_at" not in leads or leads.empty:
+        return stale
+    moment = pd.Timestamp(moment)
+    start = moment - pd.Timedelta(days=STALE_WINDOW_DAYS)
+    created, closed = leads["created_at"], leads["closed_at"]
+    at_risk = ((created < start) & (closed.isna() | (closed >= start))).to_numpy()
+    if not at_risk.any():
+        return stale
+    peers = leads[at_risk].reset_index(drop=True)
+    won, lost = cycle.cumulative_incidence(peers, [STALE_WINDOW_DAYS], start)
+    expected_close = np.clip(won[:, 0] + lost[:, 0], 0.0, 1.0)
+    closed_in_window = (peers["closed_at"] < moment).to_numpy()
+    cohort = peers["created_at"].dt.to_period("W")
+    codes, cohorts = pd.factorize(cohort)
+    expected = np.bincount(codes, expected_close, len(cohorts))
+    actual = np.bincount(codes, closed_in_window.astype(float), len(cohorts))
+    share = np.clip(
+        1.0 - (actual + _STALE_PRIOR_CLOSES) / (expected + _STALE_PRIOR_CLOSES), 0.0, 1.0
+    )[codes]
+    survived = share + (1.0 - share) * (1.0 - expected_close)
+    posterior = np.divide(share, survived, out=np.zeros_like(share), where=survived > 0)
+    stale[np.flatnonzero(at_risk)[~closed_in_window]] = posterior[~closed_in_window]
+    return stale

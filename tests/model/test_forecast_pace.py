@@ -7,7 +7,7 @@ import pandas as pd
 
 from scoring.cycle import CycleModel, Deals, FloatArray, IntArray
 from scoring.forecast_draws import Tally
-from scoring.forecast_pace import pace_factors, pace_spread
+from scoring.forecast_pace import pace_factors, pace_spread, stale_shares
 from scoring.funnel import Funnel
 
 
@@ -71,6 +71,38 @@ def test_scaled_closes_take_off_the_pipeline_they_closed_and_keep_what_opened() 
     assert tally.won.tolist() == [[1.0, 2.0], [2.0, 4.0]]
     assert tally.won_amount.tolist() == [[10.0, 20.0], [20.0, 40.0]]
     assert tally.pipeline.tolist() == [[90.0, 70.0], [80.0, 40.0]]
+
+
+def _cohorts(closed_in_window: int, expected_share: float = 0.25 * 28 / 30) -> pd.DataFrame:
+    """Two cohorts of 200 deals open four weeks before 30 June: in those weeks January's closed
+    `closed_in_window` deals, February's as many as the model expects. Ten deals created in
+    June and one closed in May are there too."""
+    window = pd.Timestamp("2025-06-10")
+    february = round(200 * expected_share)
+    rows = [("jan", "2025-01-05", window if i < closed_in_window else pd.NaT) for i in range(200)]
+    rows += [("feb", "2025-02-05", window if i < february else pd.NaT) for i in range(200)]
+    rows += [("jun", "2025-06-20", pd.NaT) for _ in range(10)]
+    rows += [("may", "2025-01-05", pd.Timestamp("2025-05-10"))]
+    leads = pd.DataFrame(rows, columns=["cohort", "created_at", "closed_at"])
+    leads["created_at"] = pd.to_datetime(leads["created_at"])
+    leads["outcome"] = np.where(leads["closed_at"].isna(), "open", "won")
+    return leads
+
+
+def test_a_cohort_that_stopped_closing_is_mostly_stale_and_one_on_pace_is_not() -> None:
+    leads = _cohorts(closed_in_window=0)
+    stale = stale_shares(leads, _SteadyCycle(0.25), pd.Timestamp("2025-06-30"))
+    by_cohort = pd.Series(stale).groupby(leads["cohort"]).mean()
+    open_january = (leads["cohort"] == "jan") & leads["closed_at"].isna()
+    assert stale[open_january.to_numpy()].min() > 0.7
+    assert by_cohort["feb"] < 0.05
+    assert by_cohort["jun"] == 0.0 and by_cohort["may"] == 0.0  # too young; closed
+
+
+def test_a_few_closes_short_of_the_expected_say_little() -> None:
+    leads = _cohorts(closed_in_window=42)  # 47 expected
+    stale = stale_shares(leads, _SteadyCycle(0.25), pd.Timestamp("2025-06-30"))
+    assert stale[(leads["cohort"] == "jan").to_numpy()].max() < 0.15
 
 
 def rng() -> np.random.Generator:
