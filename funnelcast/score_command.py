@@ -34,6 +34,7 @@ from scoring.errors import FunnelcastInputError
 from scoring.lead_scores import LeadScorer
 from scoring.mapping_spec import load_mapping
 from scoring.predict_threads import set_predict_threads
+from scoring.settings import Settings
 
 
 @friendly_errors
@@ -107,10 +108,7 @@ def score(
     if mapping is None and in_file is not None:
         LeadsFile(in_file, chunk_rows)  # an unreadable file fails before the models load
     settings = load_settings()
-    champions = load_champions(settings.tracking_uri, settings.models_dir, SCORING_MODELS)
-    for problem in champions.degraded:
-        err.print(f"[yellow]warning:[/yellow] {problem}", highlight=False)
-    scorer = scorer_from_champions(champions)
+    scorer = _champion_scorer(settings)
     compile_scorer(scorer, settings.compiled_cache)
     set_predict_threads(threads or os.cpu_count() or 1)
     with _progress() as (on_total, advance):
@@ -123,6 +121,14 @@ def score(
         elif in_file is not None:
             summary = score_file(scorer, in_file, out_file, options)
     _print_summary(summary, scorer)
+
+
+def _champion_scorer(settings: Settings) -> LeadScorer:
+    """The scorer of the champions (registry, else local copies), warning when degraded."""
+    champions = load_champions(settings.tracking_uri, settings.models_dir, SCORING_MODELS)
+    for problem in champions.degraded:
+        err.print(f"[yellow]warning:[/yellow] {problem}", highlight=False)
+    return scorer_from_champions(champions)
 
 
 def _score_on_dask(
@@ -146,10 +152,7 @@ def _score_on_dask(
     input_files(in_file)
     check_output_folder(out_file)
     settings = load_settings()
-    champions = load_champions(settings.tracking_uri, settings.models_dir, SCORING_MODELS)
-    for problem in champions.degraded:
-        err.print(f"[yellow]warning:[/yellow] {problem}", highlight=False)
-    scorer = scorer_from_champions(champions)
+    scorer = _champion_scorer(settings)
     with dask_client(scheduler, workers) as cluster, _progress() as (on_total, advance):
         err.print(
             f"Dask: {len(cluster.workers)} workers "

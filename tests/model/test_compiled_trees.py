@@ -16,20 +16,12 @@ import pytest
 from scoring.champions import compile_scorer
 from scoring.compiled_trees import compile_boosters, compiled_forest
 from scoring.fast_predict import predict_array
-from scoring.lead_scores import LeadScorer
+from scoring.lead_scores import SCORE_COLUMNS, LeadScorer
 from scoring.settings import Settings
 from tests.model.conftest import Trained
 
-SCORE_FIELDS = (
-    "probability",
-    "percentile",
-    "expected_days_to_close",
-    "p_won_30d",
-    "p_won_90d",
-    "expected_value",
-    "expected_value_p10",
-    "expected_value_p90",
-)
+# Every number a score carries (not the id, the integer score or the grade, checked apart).
+SCORE_FIELDS = tuple(c for c in SCORE_COLUMNS if c not in ("lead_id", "score", "grade"))
 
 
 def _fresh_scorer(trained: Trained) -> LeadScorer:
