@@ -179,7 +179,7 @@ def score_parquet_dask(
     rejects = RejectsWriter(rejects_path(out), options.text_cell)
     scored = 0
     try:
-        remote_scorer = client.scatter(scorer, broadcast=True)
+        remote_scorer = client.scatter(scorer, broadcast=True, hash=False)
         first_lines = 1 + np.concatenate([[0], np.cumsum(lengths)[:-1]])
         tasks = [
             delayed(_score_partition)(

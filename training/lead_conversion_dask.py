@@ -221,7 +221,9 @@ def _best_rounds(
 
     fitted = booster.current_iteration()
     grid = sorted({*range(CURVE_STEP, fitted + 1, CURVE_STEP), fitted})
-    model = client.scatter(booster.model_to_string(), broadcast=True)
+    # hash=False: a content-hashed key would be shared with the next send of the same booster,
+    # which can race the release of this one on the workers ("lost dependencies").
+    model = client.scatter(booster.model_to_string(), broadcast=True, hash=False)
     tasks = [delayed(_curve_partition)(p, names, model, grid) for p in validate.to_delayed()]
     results = client.gather(client.compute(tasks))
     total = sum(losses for losses, _ in results)
@@ -248,7 +250,7 @@ def _raw_scores(
     """Held-out raw scores and labels of the validation leads (one number each)."""
     from dask import delayed
 
-    model = client.scatter(booster.model_to_string(), broadcast=True)
+    model = client.scatter(booster.model_to_string(), broadcast=True, hash=False)
     tasks = [delayed(_raw_partition)(p, names, model, rounds) for p in validate.to_delayed()]
     results = client.gather(client.compute(tasks))
     return (

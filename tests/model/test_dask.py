@@ -26,7 +26,7 @@ from scoring.errors import FunnelcastInputError
 from scoring.lead_scores import LeadScorer
 from tests.model.conftest import SyntheticRun, Trained
 from training.lead_conversion import train_lead_conversion
-from training.lead_conversion_dask import DaskBoosting
+from training.lead_conversion_dask import _LABEL, DaskBoosting, _best_rounds, _raw_scores
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +59,31 @@ def test_training_spreads_the_data_and_matches_single_machine_auc(
     metrics = result.metrics["lightgbm"]
     assert abs(metrics["mean_prediction"] - metrics["base_rate"]) < 0.03
     assert not list((tmp_path / "work").iterdir())  # the partitioned Parquet is removed
+
+
+def test_the_same_booster_can_be_sent_to_the_workers_twice_in_a_row(cluster: Cluster) -> None:
+    """The fit sends one booster for the validation curve, then again for the held-out scores.
+    A content-hashed scatter gave both the same key, and the second could race the release of
+    the first ("lost dependencies", a failed CI run): each send must stand on its own."""
+    import dask.dataframe as dd
+    import lightgbm as lgb
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=400), "y": rng.normal(size=400)})
+    frame[_LABEL] = (frame["x"] + rng.normal(size=400) > 0).astype(int)
+    booster = lgb.train(
+        {"objective": "binary", "verbose": -1, "num_threads": 1},
+        lgb.Dataset(frame[["x", "y"]], frame[_LABEL]),
+        num_boost_round=20,
+    )
+    validate = dd.from_pandas(frame, npartitions=4)
+    expected = booster.predict(frame[["x", "y"]].to_numpy(np.float32), raw_score=True)
+    for _ in range(5):
+        best, _curve = _best_rounds(cluster.client, validate, ["x", "y"], booster)
+        raw, won = _raw_scores(cluster.client, validate, ["x", "y"], booster, 20)
+        assert 10 <= best <= 20
+        np.testing.assert_allclose(raw, expected, rtol=1e-6)
+        assert np.array_equal(won, frame[_LABEL].to_numpy())
 
 
 def _leads_to_score(trained: Trained) -> pd.DataFrame:
