@@ -15,6 +15,7 @@ The month and quarter positions turn every quarter and are always kept.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -194,8 +195,17 @@ class WeekProfile:
     calendar_effects: tuple[float, ...] = (0.0,) * len(DAY_EFFECTS)
 
     def day_weights(self, days: IntArray) -> FloatArray:
-        """Relative close rate of each day (> 0)."""
+        """Relative close rate of each day (> 0).
+
+        Days from 1970 to 2149 are looked up in a table computed once per profile: scoring one
+        lead asks for the weights of a few hundred days, and their calendar costs far more than
+        the lookup."""
         days = np.asarray(days, dtype=np.int64)
+        if days.size and days.min() >= 0 and days.max() < _WEIGHT_TABLE_DAYS:
+            return _weight_table(self)[days]
+        return self._computed_weights(days)
+
+    def _computed_weights(self, days: IntArray) -> FloatArray:
         weights = np.asarray(self.weekday_weights, dtype=np.float64)[(days + 3) % 7]
         effects = np.asarray(self.calendar_effects, dtype=np.float64)
         if effects.any():
@@ -208,19 +218,58 @@ class WeekProfile:
         `first_day` is each span's first day (days since 1970-01-01): one per row of `offset`
         (shape (n, m)), or one per cell; a fractional day counts pro rata.
         """
-        offset = np.asarray(offset, dtype=np.float64)
-        first = np.asarray(first_day, dtype=np.int64)
-        first = np.broadcast_to(first.reshape(len(first), -1), offset.shape)
-        if first.size == 0:
-            return np.zeros(offset.shape)
-        low = int(first.min())
-        weights = self.day_weights(np.arange(low, int(first.max()) + 7, dtype=np.int64))
-        cumulative = np.concatenate([[0.0], np.cumsum(weights)])
-        begin = first - low
-        whole = np.clip(np.floor(offset), 0, 6).astype(np.int64)
-        partial = np.clip(offset - whole, 0.0, 1.0) * weights[begin + whole]
-        elapsed = cumulative[begin + whole] - cumulative[begin] + partial
-        return np.asarray(elapsed / (cumulative[begin + 7] - cumulative[begin]), dtype=np.float64)
+        return elapsed_shares((self,), first_day, offset)[0]
+
+    def weights_between(self, low: int, high: int) -> FloatArray:
+        """`day_weights` of the days `low` ... `high - 1` (read-only when from the table)."""
+        if low >= 0 and high <= _WEIGHT_TABLE_DAYS:
+            return _weight_table(self)[low:high]
+        return self._computed_weights(np.arange(low, high, dtype=np.int64))
+
+
+def elapsed_shares(
+    profiles: Sequence[WeekProfile], first_day: npt.ArrayLike, offset: FloatArray
+) -> list[FloatArray]:
+    """`profile.elapsed_share(first_day, offset)` for each of `profiles`: the day arithmetic is
+    shared, which is most of the work when there are few spans (the API's one lead)."""
+    offset = np.asarray(offset, dtype=np.float64)
+    first = np.asarray(first_day, dtype=np.int64)
+    first = first.reshape(len(first), -1)  # one per row, or one per cell
+    if offset.size == 0 or first.size == 0:
+        return [np.zeros(offset.shape) for _ in profiles]
+    low = int(first.min())
+    high = int(first.max()) + 7
+    whole = np.floor(offset)
+    np.clip(whole, 0, 6, out=whole)
+    partial = offset - whole
+    np.clip(partial, 0.0, 1.0, out=partial)
+    begin = first - low
+    at = begin + whole.astype(np.int64)
+    shares: dict[WeekProfile, FloatArray] = {}
+    for profile in profiles:
+        if profile in shares:
+            continue
+        weights = profile.weights_between(low, high)
+        cumulative = np.empty(len(weights) + 1)
+        cumulative[0] = 0.0
+        np.cumsum(weights, out=cumulative[1:])
+        before = cumulative[begin]
+        elapsed = cumulative[at] - before + partial * weights[at]
+        shares[profile] = np.asarray(elapsed / (cumulative[begin + 7] - before), dtype=np.float64)
+    return [shares[profile] for profile in profiles]
+
+
+_WEIGHT_TABLE_DAYS = 1 << 16
+"""Days from 1970-01-01 that `_weight_table` covers (to 2149-06-06)."""
+
+
+@functools.lru_cache(maxsize=32)
+def _weight_table(profile: WeekProfile) -> FloatArray:
+    """`profile`'s weight of every day from 1970-01-01 on (`_WEIGHT_TABLE_DAYS` of them);
+    read-only, shared by every caller."""
+    table = profile._computed_weights(np.arange(_WEIGHT_TABLE_DAYS, dtype=np.int64))
+    table.setflags(write=False)
+    return table
 
 
 # Prior spread (log rate ratio) of a calendar effect in `fit_week_profile`: beyond ×e is rare;

@@ -37,6 +37,7 @@ from scoring.calendar_features import (
     SPAN_FEATURES,
     WeekProfile,
     calendar_columns,
+    elapsed_shares,
     span_calendar,
     to_days,
 )
@@ -120,6 +121,17 @@ def _week_calendar(first_day: int, n_days: int) -> dict[str, Float32Array]:
     for values in calendar.values():
         values.setflags(write=False)
     return calendar
+
+
+@functools.lru_cache(maxsize=256)
+def _week_calendar_matrix(first_day: int, n_days: int, names: tuple[str, ...]) -> Float32Array:
+    """`_week_calendar`'s columns `names` side by side, one row per day (read-only)."""
+    calendar = _week_calendar(first_day, n_days)
+    matrix = np.empty((n_days, len(names)), dtype=np.float32)
+    for column, name in enumerate(names):
+        matrix[:, column] = calendar[name]
+    matrix.setflags(write=False)
+    return matrix
 
 
 class HazardDesign:
@@ -240,9 +252,10 @@ class HazardDesign:
         matrix[:, width + 2] = log_age - deals[deal_index, lost_days]
         starts = created_day[deal_index] + WEEK * week
         first = int(starts.min()) if len(starts) else 0
-        calendar = _week_calendar(first, int(starts.max()) - first + 1 if len(starts) else 1)
-        for offset, name in enumerate(self.calendar_features_, start=width + 3):
-            matrix[:, offset] = calendar[name][starts - first]
+        calendar = _week_calendar_matrix(
+            first, int(starts.max()) - first + 1 if len(starts) else 1, self.calendar_features_
+        )
+        matrix[:, width + 3 :] = calendar[starts - first]
         return matrix
 
 
@@ -495,21 +508,28 @@ class DealCycleModel(CycleModel):
         )
         n = len(matrix)
         # Chance to be open at the start of each week, given open at the start of the first,
-        # and the incidence of each outcome by then.
-        open_at = np.cumprod(np.concatenate([np.ones((n, 1)), 1.0 - won_h - lost_h], 1), 1)
-        won_by = np.concatenate([np.zeros((n, 1)), np.cumsum(open_at[:, :-1] * won_h, 1)], 1)
-        lost_by = np.concatenate([np.zeros((n, 1)), np.cumsum(open_at[:, :-1] * lost_h, 1)], 1)
+        # and the incidence of each outcome by then (column k: the start of week k, of n_weeks).
+        open_at = np.ones((n, n_weeks + 1))
+        np.cumprod(1.0 - won_h - lost_h, axis=1, out=open_at[:, 1:])
+        won_by = np.zeros((n, n_weeks + 1))
+        np.cumsum(open_at[:, :-1] * won_h, axis=1, out=won_by[:, 1:])
+        lost_by = np.zeros((n, n_weeks + 1))
+        np.cumsum(open_at[:, :-1] * lost_h, axis=1, out=lost_by[:, 1:])
         clock = start[:, None] + np.concatenate([[0.0], days])[None, :]
         week_of = np.floor(clock / WEEK)
-        index = np.clip(week_of.astype(np.int64) - first_week[:, None], 0, n_weeks - 1)
-        week_start = created_day[:, None] + WEEK * week_of.astype(np.int64)
+        weeks = week_of.astype(np.int64)
+        index = weeks - first_week[:, None]
+        np.clip(index, 0, n_weeks - 1, out=index)
+        week_start = created_day[:, None] + WEEK * weeks
         elapsed = clock - WEEK * week_of
         won_profile, lost_profile = self.outcome_profiles or (self.profile, self.profile)
-        won_share = won_profile.elapsed_share(week_start, elapsed)
-        lost_share = lost_profile.elapsed_share(week_start, elapsed)
-        rows = np.arange(n)[:, None]
-        won_at = won_by[rows, index] + open_at[rows, index] * won_share * won_h[rows, index]
-        lost_at = lost_by[rows, index] + open_at[rows, index] * lost_share * lost_h[rows, index]
+        won_share, lost_share = elapsed_shares((won_profile, lost_profile), week_start, elapsed)
+        # The cells' positions in the (n, n_weeks + 1) and (n, n_weeks) arrays, flattened.
+        at = index + (n_weeks + 1) * np.arange(n)[:, None]
+        at_h = index + n_weeks * np.arange(n)[:, None]
+        open_then = open_at.ravel()[at]
+        won_at = won_by.ravel()[at] + open_then * won_share * won_h.ravel()[at_h]
+        lost_at = lost_by.ravel()[at] + open_then * lost_share * lost_h.ravel()[at_h]
         # Condition on being open at `start` (column 0): a deal seen mid-week has lived part of it.
         still_open = 1.0 - won_at[:, :1] - lost_at[:, :1]
         won = (won_at[:, 1:] - won_at[:, :1]) / still_open

@@ -152,6 +152,7 @@ class DealValueModel:
 
     def _set_residuals(self, residuals: FloatArray) -> None:
         self.residual_grid_ = np.quantile(residuals, np.linspace(0.0, 1.0, _GRID_SIZE))
+        self.__dict__.pop("_summary_offsets_", None)
         # Duan's smearing factor: E[exp(e)] under the empirical residual distribution.
         self.smearing_ = float(np.mean(np.exp(residuals)))
 
@@ -173,8 +174,15 @@ class DealValueModel:
     def value_summary(self, leads: Leads) -> FloatArray:
         """P10, P50, P90 and mean amount of each lead's deal if won, shape (leads, 4)."""
         location = self.log_location(leads)
-        amounts = np.exp(location[:, None] + self.residual_quantile(QUANTILES)[None, :])
+        amounts = np.exp(location[:, None] + self._summary_offsets()[None, :])
         return np.column_stack([amounts, np.exp(location) * self.smearing_])
+
+    def _summary_offsets(self) -> FloatArray:
+        """`residual_quantile(QUANTILES)`, computed once (the API asks for it per request)."""
+        cached: FloatArray | None = self.__dict__.get("_summary_offsets_")
+        if cached is None:
+            cached = self.__dict__["_summary_offsets_"] = self.residual_quantile(QUANTILES)
+        return cached
 
     def residual_quantile(self, levels: Sequence[float] | FloatArray) -> FloatArray:
         """Quantiles of the log-scale residual at `levels` (monotone in the level)."""

@@ -45,8 +45,11 @@ def predict_array(
     forest = compiled_forest(booster)
     if (
         forest is not None
-        and num_iteration is None
-        and (booster.best_iteration <= 0 or booster.best_iteration == forest.iterations)
+        and (
+            num_iteration == forest.iterations
+            if num_iteration is not None and num_iteration > 0
+            else booster.best_iteration <= 0 or booster.best_iteration == forest.iterations
+        )
         and isinstance(matrix, np.ndarray)
         and matrix.ndim == 2
     ):
