@@ -79,8 +79,12 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def _to_ms(text: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    """A wrk latency (`812.00us`, `1.20ms`, `2.50s`, `1.02m`) in milliseconds."""
+    found = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if found is None:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    number, unit = found.groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1e3, "m": 6e4, "h": 3.6e6}[unit]
 
 
 def _wrk(url: str, body: str, headers: dict[str, str], seconds: int, leads: int) -> LoadResult:

@@ -485,10 +485,13 @@ class DealCycleModel(CycleModel):
         matrix = self.design.deal_matrix(deals)
         won = np.empty((len(deals), len(days)))
         lost = np.empty((len(deals), len(days)))
+        # Seen at creation, on whole days: the common case (the API, batch scoring), whose
+        # calendar arithmetic has a shorter form (`_creation_cells`).
+        whole_days = bool(np.all((start >= 0.0) & (start < 1.0)) and np.all(days == np.floor(days)))
         for begin in range(0, len(deals), chunk):
             part = slice(begin, begin + chunk)
             won[part], lost[part] = self._incidence_chunk(
-                matrix[part], created_day[part], start[part], days, n_weeks
+                matrix[part], created_day[part], start[part], days, n_weeks, whole_days
             )
         return won, lost
 
@@ -499,6 +502,7 @@ class DealCycleModel(CycleModel):
         start: FloatArray,
         days: FloatArray,
         n_weeks: int,
+        whole_days: bool = False,
     ) -> tuple[FloatArray, FloatArray]:
         first_week = np.floor(start / WEEK).astype(np.int64)
         # The weeks from the one holding `start` to the one holding the last day asked for.
@@ -515,6 +519,41 @@ class DealCycleModel(CycleModel):
         np.cumsum(open_at[:, :-1] * won_h, axis=1, out=won_by[:, 1:])
         lost_by = np.zeros((n, n_weeks + 1))
         np.cumsum(open_at[:, :-1] * lost_h, axis=1, out=lost_by[:, 1:])
+        won_profile, lost_profile = self.outcome_profiles or (self.profile, self.profile)
+        if whole_days:
+            grid = np.concatenate([[0], days.astype(np.int64)])
+            index = grid // WEEK  # the same week for every deal: all start on day 0
+            week_days = WEEK * (int(index[-1]) + 1)
+            won_share, lost_share = _creation_shares(
+                (won_profile, lost_profile), created_day, start, grid, week_days
+            )
+            open_then = open_at[:, index]
+            won_at = won_by[:, index] + open_then * won_share * won_h[:, index]
+            lost_at = lost_by[:, index] + open_then * lost_share * lost_h[:, index]
+        else:
+            won_at, lost_at = self._general_cells(
+                open_at, won_by, lost_by, won_h, lost_h, created_day, start, days, first_week
+            )
+        # Condition on being open at `start` (column 0): a deal seen mid-week has lived part of it.
+        still_open = 1.0 - won_at[:, :1] - lost_at[:, :1]
+        won = (won_at[:, 1:] - won_at[:, :1]) / still_open
+        lost = (lost_at[:, 1:] - lost_at[:, :1]) / still_open
+        return won, lost
+
+    def _general_cells(
+        self,
+        open_at: FloatArray,
+        won_by: FloatArray,
+        lost_by: FloatArray,
+        won_h: FloatArray,
+        lost_h: FloatArray,
+        created_day: IntArray,
+        start: FloatArray,
+        days: FloatArray,
+        first_week: IntArray,
+    ) -> tuple[FloatArray, FloatArray]:
+        """Incidence of each outcome at `start` and at `start + days`, any start and days."""
+        n, n_weeks = won_h.shape
         clock = start[:, None] + np.concatenate([[0.0], days])[None, :]
         week_of = np.floor(clock / WEEK)
         weeks = week_of.astype(np.int64)
@@ -530,11 +569,34 @@ class DealCycleModel(CycleModel):
         open_then = open_at.ravel()[at]
         won_at = won_by.ravel()[at] + open_then * won_share * won_h.ravel()[at_h]
         lost_at = lost_by.ravel()[at] + open_then * lost_share * lost_h.ravel()[at_h]
-        # Condition on being open at `start` (column 0): a deal seen mid-week has lived part of it.
-        still_open = 1.0 - won_at[:, :1] - lost_at[:, :1]
-        won = (won_at[:, 1:] - won_at[:, :1]) / still_open
-        lost = (lost_at[:, 1:] - lost_at[:, :1]) / still_open
-        return won, lost
+        return won_at, lost_at
+
+
+def _creation_shares(
+    profiles: tuple[WeekProfile, WeekProfile],
+    created_day: IntArray,
+    start: FloatArray,
+    grid: IntArray,
+    week_days: int,
+) -> list[FloatArray]:
+    """`elapsed_share` of each profile at `start + grid` days, for deals whose deal-weeks begin
+    on their creation day `created_day` (`start`: the time of day of creation, below 1).
+
+    Grid day d falls in deal-week d // 7, on its day d % 7, of which `start` has elapsed: the
+    share is (the week's weights before that day + `start` x that day's weight) / the week's
+    weights. One gather per profile instead of `elapsed_shares`' general arithmetic.
+    """
+    low = int(created_day.min())
+    offsets = (created_day - low)[:, None] + np.arange(week_days)
+    shares: list[FloatArray] = []
+    for profile in profiles:
+        weights = profile.weights_between(low, int(created_day.max()) + week_days)[offsets]
+        by_week = weights.reshape(len(created_day), -1, WEEK)
+        before = (np.cumsum(by_week, axis=2) - by_week).reshape(len(created_day), -1)
+        totals = by_week.sum(axis=2)
+        elapsed = before[:, grid] + start[:, None] * weights[:, grid]
+        shares.append(np.asarray(elapsed / totals[:, grid // WEEK], dtype=np.float64))
+    return shares
 
 
 class MarginalCycleModel(CycleModel):

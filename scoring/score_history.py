@@ -64,6 +64,37 @@ def _as_values(row: ScoreRow) -> dict[str, Any]:
     }
 
 
+_SQLITE_INSERT = (
+    "INSERT INTO lead_scores (lead_id, scored_at, probability, score, grade, model_version) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
+def _sqlite_stamp(moment: dt.datetime) -> str:
+    """`moment` (UTC) as SQLAlchemy's SQLite `DateTime` stores it, so both read it back alike."""
+    m = _naive_utc(moment)
+    return (
+        f"{m.year:04d}-{m.month:02d}-{m.day:02d} "
+        f"{m.hour:02d}:{m.minute:02d}:{m.second:02d}.{m.microsecond:06d}"
+    )
+
+
+def _sqlite_values(batch: Sequence[ScoreRow]) -> list[tuple[Any, ...]]:
+    """The batch as plain SQLite parameters. SQLAlchemy's insert converts each row's values in
+    Python (about 15 µs a row, the writer's whole cost); a request's rows share their time."""
+    stamps: dict[dt.datetime, str] = {}
+    values = []
+    for row in batch:
+        stamp = stamps.get(row.scored_at)
+        if stamp is None:
+            stamp = stamps[row.scored_at] = _sqlite_stamp(row.scored_at)
+        values.append(
+            (row.lead_id, stamp, float(row.probability), int(row.score), row.grade,
+             row.model_version)
+        )  # fmt: skip
+    return values
+
+
 class ScoreRecorder:
     """Writes score rows to the store in the background, in batches.
 
@@ -183,12 +214,18 @@ class ScoreRecorder:
         batch = storable
         if not batch:
             return 0
-        values = [_as_values(row) for row in batch]
+        sqlite = self._engine.dialect.name == "sqlite"
+        values: Sequence[Any] = (
+            _sqlite_values(batch) if sqlite else [_as_values(row) for row in batch]
+        )
         delay = self._backoff_seconds
         for attempt in range(self._retries + 1):
             try:
                 with self._engine.begin() as connection:
-                    connection.execute(schema.lead_scores.insert(), values)
+                    if sqlite:
+                        connection.exec_driver_sql(_SQLITE_INSERT, values)
+                    else:
+                        connection.execute(schema.lead_scores.insert(), values)
                 return len(batch)
             except sa.exc.OperationalError as error:
                 if attempt == self._retries:

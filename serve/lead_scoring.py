@@ -35,6 +35,10 @@ def _kind_error(kind: str, value: object) -> str | None:
     return None
 
 
+# Value types that are always right for an attribute kind (`_kind_error` has the full rules).
+_FINE = {"number": frozenset({int, float, type(None)}), "category": frozenset({str, type(None)})}
+
+
 def check_attributes(scorer: LeadScorer, leads: Sequence[LeadIn]) -> list[str]:
     """Raise 422 naming each lead and field whose value has the wrong type for its model
     attribute; return the attribute names no model knows (sorted)."""
@@ -46,6 +50,8 @@ def check_attributes(scorer: LeadScorer, leads: Sequence[LeadIn]) -> list[str]:
             kind = kinds.get(name)
             if kind is None:
                 ignored.add(name)
+                continue
+            if type(value) in _FINE[kind]:  # the common case, without a call
                 continue
             message = _kind_error(kind, value)
             if message is not None:

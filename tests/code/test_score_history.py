@@ -163,6 +163,29 @@ def test_times_in_other_zones_are_stored_as_utc(store: FunnelStore) -> None:
     assert score_history(store.engine, "L1")[0].scored_at == T0
 
 
+def test_the_recorder_stores_times_as_sqlalchemy_does(store: FunnelStore) -> None:
+    """The recorder writes SQLite rows itself (SQLAlchemy's insert cost 15 µs a row): the text
+    it stores must be SQLAlchemy's, or ordering and reading back would go wrong."""
+    moments = [T0, T0 + dt.timedelta(microseconds=1), T0 + dt.timedelta(seconds=59.5)]
+    with ScoreRecorder(store.engine) as recorder:
+        recorder.record([dataclasses.replace(row("fast", 0, 0.5), scored_at=m) for m in moments])
+    with store.engine.begin() as connection:
+        connection.execute(
+            store_schema.lead_scores.insert(),
+            [
+                {"lead_id": "reference", "scored_at": m.replace(tzinfo=None), "probability": 0.5,
+                 "score": 50, "grade": "B", "model_version": "3"}
+                for m in moments
+            ],
+        )  # fmt: skip
+        stored = connection.exec_driver_sql(
+            "SELECT lead_id, scored_at FROM lead_scores ORDER BY id"
+        ).all()
+    fast = [text for lead, text in stored if lead == "fast"]
+    assert fast == [text for lead, text in stored if lead == "reference"]
+    assert [r.scored_at for r in score_history(store.engine, "fast")] == moments
+
+
 # -- trend --------------------------------------------------------------------------------------
 
 

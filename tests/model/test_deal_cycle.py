@@ -21,7 +21,7 @@ from scoring.calendar_features import (
     span_calendar,
     to_days,
 )
-from scoring.cycle import HazardDesign
+from scoring.cycle import DealCycleModel, HazardDesign
 from scoring.funnel import Funnel
 from scoring.synthetic import _TIE_SHARE, generate_funnel
 from tests.model.cycle_fixtures import (
@@ -255,6 +255,43 @@ def test_a_week_across_a_quarter_end_holds_its_closes_where_the_calendar_puts_th
     busy_end = WeekProfile(calendar_effects=(0.0, np.log(5), 0.0, 0.0, 0.0, 0.0))
     np.testing.assert_allclose(busy_end.elapsed_share(first_day, np.array([[3.0]])), 15 / 19)
     np.testing.assert_allclose(WeekProfile().elapsed_share(first_day, np.array([[3.0]])), 3 / 7)
+
+
+def test_day_weights_from_the_table_equal_the_calendar_computed_ones() -> None:
+    """Day weights come from a table computed once per profile (1970 to 2149), and days
+    outside it are computed: both must be what the calendar gives."""
+    profile = WeekProfile(
+        weekday_weights=(1.2, 1.1, 1.0, 1.0, 0.9, 0.4, 0.4),
+        calendar_effects=(0.1, 0.6, 0.3, 0.5, -0.4, -0.2),
+    )
+    days = np.concatenate([np.arange(-30, 30), np.arange(20_000, 20_400), [65_535, 65_536]])
+    np.testing.assert_allclose(profile.day_weights(days), profile._computed_weights(days))
+    np.testing.assert_allclose(
+        profile.weights_between(20_000, 20_400), profile._computed_weights(days[60:460])
+    )
+
+
+def test_incidence_from_creation_equals_the_general_calendar_arithmetic(
+    cycle_run: CycleRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen at creation on whole days (the API's and batch scoring's case), the incidence takes
+    a shorter road through the week calendar; it must give the general road's numbers."""
+    deals = cycle_run.deals.head(300)
+    model = cycle_run.result.model
+    created = deals["created_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    created = created + np.arange(len(deals)) * 3_600_000_000_007 % 86_400_000_000_000
+    grid = np.arange(0, model.horizon_days + 1)
+    short = model.incidence_from_creation(deals, created, grid)
+    general = DealCycleModel._incidence_chunk
+
+    def general_only(self: DealCycleModel, *args: object) -> object:
+        return general(self, *args[:5])  # type: ignore[arg-type]
+
+    monkeypatch.setattr(DealCycleModel, "_incidence_chunk", general_only)
+    reference = model.incidence_from_creation(deals, created, grid)
+    np.testing.assert_allclose(short[0], reference[0], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(short[1], reference[1], rtol=0, atol=1e-12)
+    assert short[0][:, -1].max() > 0.05  # the curves hold something to compare
 
 
 @pytest.mark.parametrize(
