@@ -79,6 +79,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=importlib.metadata.version("funnelcast"),
         summary="Lead scores, ranks and reasons for CRM integrations; funnel KPIs and models.",
         lifespan=lifespan,
+        # FastAPI's OpenTelemetry hooks check on every request whether a provider is set up;
+        # funnelcast reports through Prometheus (GET /metrics), so they stay off.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)

@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from scoring.lead_scores import LeadScores
 from scoring.score_history import score_history, score_trend
 from serve.auth import Integration
-from serve.deps import Engine, Recorder, ScoringModels
+from serve.deps import Engine, Recorder, Scoring
 from serve.errors import error_responses
 from serve.lead_scoring import check_attributes, history_rows, result_records, score_leads
 from serve.metrics import metrics
@@ -47,7 +47,7 @@ async def _score(
     loaded: Loaded, leads: list[LeadIn], explain: bool, recorder: Recorder, endpoint: str
 ) -> tuple[list[dict[str, Any]], list[str], LeadScores]:
     scorer = loaded.scorer
-    assert scorer is not None  # ScoringModels answered 503 otherwise
+    assert scorer is not None  # Scoring answered 503 otherwise
     ignored = check_attributes(scorer, leads)
     if len(leads) > _INLINE_LEADS:
         scores = await run_in_threadpool(score_leads, scorer, leads, explain)
@@ -75,10 +75,11 @@ def _envelope(loaded: Loaded, records: list[dict[str, Any]], ignored: list[str])
     response_model=ScoreResponse,
     summary="Score 1 to 10,000 leads: calibrated probability, grade, timing, value, reasons",
 )
-async def score(
-    request: ScoreRequest, caller: Integration, loaded: ScoringModels, recorder: Recorder
-) -> Response:
-    records, ignored, _ = await _score(loaded, request.leads, request.explain, recorder, "score")
+async def score(request: ScoreRequest, caller: Integration, scoring: Scoring) -> Response:
+    loaded = scoring.loaded
+    records, ignored, _ = await _score(
+        loaded, request.leads, request.explain, scoring.recorder, "score"
+    )
     return _json(_envelope(loaded, records, ignored))
 
 
@@ -87,11 +88,10 @@ async def score(
     response_model=RankResponse,
     summary="The same leads, best first (by probability), with their rank; optional top_k",
 )
-async def rank(
-    request: RankRequest, caller: Integration, loaded: ScoringModels, recorder: Recorder
-) -> Response:
+async def rank(request: RankRequest, caller: Integration, scoring: Scoring) -> Response:
+    loaded = scoring.loaded
     records, ignored, scores = await _score(
-        loaded, request.leads, request.explain, recorder, "rank"
+        loaded, request.leads, request.explain, scoring.recorder, "rank"
     )
     order = sorted(range(len(records)), key=lambda i: (-scores.probability[i], i))
     if request.top_k is not None:
