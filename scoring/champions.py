@@ -145,9 +145,17 @@ def _load_folder(folder: Path) -> Any:
 
 def _write_record(record: ChampionRecord, models_dir: Path) -> None:
     path = models_dir / record.name / RECORD
-    staging = path.with_suffix(f".{os.getpid()}.tmp")
-    staging.write_text(json.dumps(asdict(record), indent=2))
-    staging.replace(path)
+    # A private staging file for each writer: workers (processes) and, in one process, two
+    # services loading at once (a reload racing the reload watch) all write here.
+    handle, name = tempfile.mkstemp(prefix=f".{RECORD}.", suffix=".tmp", dir=path.parent)
+    staging = Path(name)
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(json.dumps(asdict(record), indent=2))
+        staging.replace(path)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
 
 
 def _read_record(name: str, models_dir: Path) -> ChampionRecord | None:
