@@ -572,6 +572,22 @@ class DealCycleModel(CycleModel):
         return won_at, lost_at
 
 
+@functools.lru_cache(maxsize=64)
+def _day_shares(
+    profile: WeekProfile, created_day: int, week_days: int
+) -> tuple[FloatArray, FloatArray]:
+    """`_creation_shares` of a deal created on `created_day`, on days 0 ... `week_days` - 1, as
+    two parts: the share at day d is `parts[0][d] + start * parts[1][d]`. Read-only."""
+    weights = profile.weights_between(created_day, created_day + week_days)
+    by_week = weights.reshape(-1, WEEK)
+    totals = np.repeat(by_week.sum(axis=1), WEEK)
+    before = (np.cumsum(by_week, axis=1) - by_week).ravel()
+    parts = (before / totals, weights / totals)
+    for part in parts:
+        part.setflags(write=False)
+    return parts
+
+
 def _creation_shares(
     profiles: tuple[WeekProfile, WeekProfile],
     created_day: IntArray,
@@ -587,6 +603,12 @@ def _creation_shares(
     weights. One gather per profile instead of `elapsed_shares`' general arithmetic.
     """
     low = int(created_day.min())
+    if low == int(created_day.max()):  # one creation day (a one-lead request): from a cache
+        # week_days covers the grid: its last day is in week week_days // 7 - 1.
+        return [
+            parts[0][grid][None, :] + start[:, None] * parts[1][grid][None, :]
+            for parts in (_day_shares(profile, low, week_days) for profile in profiles)
+        ]
     offsets = (created_day - low)[:, None] + np.arange(week_days)
     shares: list[FloatArray] = []
     for profile in profiles:

@@ -282,6 +282,10 @@ def test_incidence_from_creation_equals_the_general_calendar_arithmetic(
     created = created + np.arange(len(deals)) * 3_600_000_000_007 % 86_400_000_000_000
     grid = np.arange(0, model.horizon_days + 1)
     short = model.incidence_from_creation(deals, created, grid)
+    # Deals created on one day (a one-lead request, say) take their shares from a cache.
+    hour = 3_600_000_000_000
+    one_day = created[0] // (24 * hour) * (24 * hour) + np.array([0, 1, 5, 23]) * hour
+    same_day = model.incidence_from_creation(deals.head(4), one_day, grid)
     general = DealCycleModel._incidence_chunk
 
     def general_only(self: DealCycleModel, *args: object) -> object:
@@ -291,6 +295,9 @@ def test_incidence_from_creation_equals_the_general_calendar_arithmetic(
     reference = model.incidence_from_creation(deals, created, grid)
     np.testing.assert_allclose(short[0], reference[0], rtol=0, atol=1e-12)
     np.testing.assert_allclose(short[1], reference[1], rtol=0, atol=1e-12)
+    same_day_reference = model.incidence_from_creation(deals.head(4), one_day, grid)
+    for got, expected in zip(same_day, same_day_reference, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
     assert short[0][:, -1].max() > 0.05  # the curves hold something to compare
 
 
