@@ -31,7 +31,6 @@ import tempfile
 import threading
 import weakref
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,44 +74,13 @@ class CompiledForest:
         raw = np.empty(rows, dtype=np.float64)
         # lleaves' entry point, called directly: its `predict` costs ~50 us a call in checks
         # and copies, which is most of the time of the API's few-row predictions. ctypes
-        # releases the GIL for the call, so a helper thread can take half of a large predict.
-        entry = self.model._c_entry_func
-        data_p, raw_p = data.ctypes.data_as(_DOUBLE_P), raw.ctypes.data_as(_DOUBLE_P)
-        helper = _helper() if rows >= SPLIT_FROM_ROWS else None
-        if helper is None:
-            entry(data_p, raw_p, 0, rows)
-        else:
-            half = rows // 2
-            other = helper.submit(entry, data_p, raw_p, half, rows)
-            entry(data_p, raw_p, 0, half)
-            other.result()
+        # releases the GIL for the call.
+        self.model._c_entry_func(
+            data.ctypes.data_as(_DOUBLE_P), raw.ctypes.data_as(_DOUBLE_P), 0, rows
+        )
         if raw_score or self.sigmoid is None:
             return raw
         return np.asarray(1.0 / (1.0 + np.exp(-self.sigmoid * raw)), dtype=np.float64)
-
-
-SPLIT_FROM_ROWS = 2048
-"""Rows from which a compiled predict is split in two halves, one on a helper thread (a 100-lead
-request predicts 2,700 deal-week rows per booster). Below, the hand-over costs more than it saves.
-The helper waits on a lock, it does not spin like OpenMP's threads (`scoring.predict_threads`),
-so API workers sharing the cores lose little when they all split at once."""
-
-_HELPERS: dict[int, ThreadPoolExecutor | None] = {}  # by process id: a forked child needs its own
-
-
-def _helper() -> ThreadPoolExecutor | None:
-    """The process's helper thread for the second half of large predicts; None on one core."""
-    pid = os.getpid()
-    if pid not in _HELPERS:
-        with _LOCK:
-            if pid not in _HELPERS:
-                cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-                _HELPERS[pid] = (
-                    ThreadPoolExecutor(1, thread_name_prefix="funnelcast-trees")
-                    if cores > 1
-                    else None
-                )
-    return _HELPERS[pid]
 
 
 def compiled_forest(booster: Any) -> CompiledForest | None:

@@ -13,7 +13,6 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-import scoring.compiled_trees
 from scoring.champions import compile_scorer
 from scoring.compiled_trees import compile_boosters, compiled_forest
 from scoring.fast_predict import predict_array
@@ -56,21 +55,6 @@ def test_compiled_scores_equal_lightgbm_scores(trained_forecast: Trained, tmp_pa
     assert np.array_equal(after.score, before.score)
     # Percentiles are equal exactly, even for leads scored like a training lead (ties).
     assert np.array_equal(after.percentile, before.percentile)
-
-
-def test_a_large_predict_split_over_two_threads_equals_one_pass(
-    trained_forecast: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    booster = pickle.loads(pickle.dumps(trained_forecast.models.cycle)).winning
-    assert compile_boosters([booster], tmp_path / "cache") == 1
-    forest = compiled_forest(booster)
-    assert forest is not None
-    rows = np.random.default_rng(0).normal(size=(5001, booster.num_feature()))
-    split = forest.predict(rows, raw_score=True)  # 5,001 rows: two halves, one per thread
-    monkeypatch.setattr(scoring.compiled_trees, "SPLIT_FROM_ROWS", 10**9)
-    whole = forest.predict(rows, raw_score=True)
-    assert np.array_equal(split, whole)
-    np.testing.assert_allclose(split, booster.predict(rows, raw_score=True), rtol=1e-12, atol=1e-12)
 
 
 def test_the_cache_is_reused_by_the_next_process(trained_forecast: Trained, tmp_path: Path) -> None:
