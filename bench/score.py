@@ -61,12 +61,14 @@ def _train(train_leads: int) -> None:
 
 def _load_scorer() -> Any:
     from scoring.batch_score import scorer_from_champions
-    from scoring.champions import load_champions
+    from scoring.champions import compile_scorer, load_champions
     from scoring.settings import Settings
 
     settings = Settings()
     champions = load_champions(settings.tracking_uri, settings.models_dir, SCORING_MODELS)
-    return scorer_from_champions(champions)
+    scorer = scorer_from_champions(champions)
+    compile_scorer(scorer, settings.compiled_cache)  # as `funnelcast score` does
+    return scorer
 
 
 def _write_leads(leads: pd.DataFrame, path: Path, copies: int = 1) -> None:
