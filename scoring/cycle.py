@@ -486,7 +486,7 @@ class DealCycleModel(CycleModel):
         won = np.empty((len(deals), len(days)))
         lost = np.empty((len(deals), len(days)))
         # Seen at creation, on whole days: the common case (the API, batch scoring), whose
-        # calendar arithmetic has a shorter form (`_creation_cells`).
+        # calendar arithmetic has a shorter form (`_creation_shares`).
         whole_days = bool(np.all((start >= 0.0) & (start < 1.0)) and np.all(days == np.floor(days)))
         for begin in range(0, len(deals), chunk):
             part = slice(begin, begin + chunk)
@@ -519,57 +519,57 @@ class DealCycleModel(CycleModel):
         np.cumsum(open_at[:, :-1] * won_h, axis=1, out=won_by[:, 1:])
         lost_by = np.zeros((n, n_weeks + 1))
         np.cumsum(open_at[:, :-1] * lost_h, axis=1, out=lost_by[:, 1:])
-        won_profile, lost_profile = self.outcome_profiles or (self.profile, self.profile)
+        profiles = self.outcome_profiles or (self.profile, self.profile)  # won, lost
         if whole_days:
             grid = np.concatenate([[0], days.astype(np.int64)])
             index = grid // WEEK  # the same week for every deal: all start on day 0
             week_days = WEEK * (int(index[-1]) + 1)
-            won_share, lost_share = _creation_shares(
-                (won_profile, lost_profile), created_day, start, grid, week_days
-            )
+            won_share, lost_share = _creation_shares(profiles, created_day, start, grid, week_days)
             open_then = open_at[:, index]
             won_at = won_by[:, index] + open_then * won_share * won_h[:, index]
             lost_at = lost_by[:, index] + open_then * lost_share * lost_h[:, index]
         else:
-            won_at, lost_at = self._general_cells(
-                open_at, won_by, lost_by, won_h, lost_h, created_day, start, days, first_week
-            )
+            won_at, lost_at = _general_cells(
+                profiles, open_at, won_by, lost_by, won_h, lost_h, created_day, start, days,
+                first_week,
+            )  # fmt: skip
         # Condition on being open at `start` (column 0): a deal seen mid-week has lived part of it.
         still_open = 1.0 - won_at[:, :1] - lost_at[:, :1]
         won = (won_at[:, 1:] - won_at[:, :1]) / still_open
         lost = (lost_at[:, 1:] - lost_at[:, :1]) / still_open
         return won, lost
 
-    def _general_cells(
-        self,
-        open_at: FloatArray,
-        won_by: FloatArray,
-        lost_by: FloatArray,
-        won_h: FloatArray,
-        lost_h: FloatArray,
-        created_day: IntArray,
-        start: FloatArray,
-        days: FloatArray,
-        first_week: IntArray,
-    ) -> tuple[FloatArray, FloatArray]:
-        """Incidence of each outcome at `start` and at `start + days`, any start and days."""
-        n, n_weeks = won_h.shape
-        clock = start[:, None] + np.concatenate([[0.0], days])[None, :]
-        week_of = np.floor(clock / WEEK)
-        weeks = week_of.astype(np.int64)
-        index = weeks - first_week[:, None]
-        np.clip(index, 0, n_weeks - 1, out=index)
-        week_start = created_day[:, None] + WEEK * weeks
-        elapsed = clock - WEEK * week_of
-        won_profile, lost_profile = self.outcome_profiles or (self.profile, self.profile)
-        won_share, lost_share = elapsed_shares((won_profile, lost_profile), week_start, elapsed)
-        # The cells' positions in the (n, n_weeks + 1) and (n, n_weeks) arrays, flattened.
-        at = index + (n_weeks + 1) * np.arange(n)[:, None]
-        at_h = index + n_weeks * np.arange(n)[:, None]
-        open_then = open_at.ravel()[at]
-        won_at = won_by.ravel()[at] + open_then * won_share * won_h.ravel()[at_h]
-        lost_at = lost_by.ravel()[at] + open_then * lost_share * lost_h.ravel()[at_h]
-        return won_at, lost_at
+
+def _general_cells(
+    profiles: tuple[WeekProfile, WeekProfile],
+    open_at: FloatArray,
+    won_by: FloatArray,
+    lost_by: FloatArray,
+    won_h: FloatArray,
+    lost_h: FloatArray,
+    created_day: IntArray,
+    start: FloatArray,
+    days: FloatArray,
+    first_week: IntArray,
+) -> tuple[FloatArray, FloatArray]:
+    """Incidence of each outcome at `start` and at `start + days`, any start and days (the
+    won and lost `profiles` spread each week's closes over its days)."""
+    n, n_weeks = won_h.shape
+    clock = start[:, None] + np.concatenate([[0.0], days])[None, :]
+    week_of = np.floor(clock / WEEK)
+    weeks = week_of.astype(np.int64)
+    index = weeks - first_week[:, None]
+    np.clip(index, 0, n_weeks - 1, out=index)
+    week_start = created_day[:, None] + WEEK * weeks
+    elapsed = clock - WEEK * week_of
+    won_share, lost_share = elapsed_shares(profiles, week_start, elapsed)
+    # The cells' positions in the (n, n_weeks + 1) and (n, n_weeks) arrays, flattened.
+    at = index + (n_weeks + 1) * np.arange(n)[:, None]
+    at_h = index + n_weeks * np.arange(n)[:, None]
+    open_then = open_at.ravel()[at]
+    won_at = won_by.ravel()[at] + open_then * won_share * won_h.ravel()[at_h]
+    lost_at = lost_by.ravel()[at] + open_then * lost_share * lost_h.ravel()[at_h]
+    return won_at, lost_at
 
 
 @functools.lru_cache(maxsize=64)
