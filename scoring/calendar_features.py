@@ -195,17 +195,8 @@ class WeekProfile:
     calendar_effects: tuple[float, ...] = (0.0,) * len(DAY_EFFECTS)
 
     def day_weights(self, days: IntArray) -> FloatArray:
-        """Relative close rate of each day (> 0).
-
-        Days from 1970 to 2149 are looked up in a table computed once per profile: scoring one
-        lead asks for the weights of a few hundred days, and their calendar costs far more than
-        the lookup."""
+        """Relative close rate of each day (> 0), from the days' calendar."""
         days = np.asarray(days, dtype=np.int64)
-        if days.size and days.min() >= 0 and days.max() < _WEIGHT_TABLE_DAYS:
-            return _weight_table(self)[days]
-        return self._computed_weights(days)
-
-    def _computed_weights(self, days: IntArray) -> FloatArray:
         weights = np.asarray(self.weekday_weights, dtype=np.float64)[(days + 3) % 7]
         effects = np.asarray(self.calendar_effects, dtype=np.float64)
         if effects.any():
@@ -221,10 +212,14 @@ class WeekProfile:
         return elapsed_shares((self,), first_day, offset)[0]
 
     def weights_between(self, low: int, high: int) -> FloatArray:
-        """`day_weights` of the days `low` ... `high - 1` (read-only when from the table)."""
+        """`day_weights` of the days `low` ... `high - 1` (read-only when from the table).
+
+        Days from 1970 to 2149 are looked up in a table computed once per profile: scoring one
+        lead asks for the weights of a few hundred days, and their calendar costs far more than
+        the lookup."""
         if low >= 0 and high <= _WEIGHT_TABLE_DAYS:
             return _weight_table(self)[low:high]
-        return self._computed_weights(np.arange(low, high, dtype=np.int64))
+        return self.day_weights(np.arange(low, high, dtype=np.int64))
 
 
 def elapsed_shares(
@@ -267,7 +262,7 @@ _WEIGHT_TABLE_DAYS = 1 << 16
 def _weight_table(profile: WeekProfile) -> FloatArray:
     """`profile`'s weight of every day from 1970-01-01 on (`_WEIGHT_TABLE_DAYS` of them);
     read-only, shared by every caller."""
-    table = profile._computed_weights(np.arange(_WEIGHT_TABLE_DAYS, dtype=np.int64))
+    table = profile.day_weights(np.arange(_WEIGHT_TABLE_DAYS, dtype=np.int64))
     table.setflags(write=False)
     return table
 

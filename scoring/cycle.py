@@ -110,23 +110,15 @@ def created_ns(deals: pd.DataFrame) -> IntArray:
 
 
 @functools.lru_cache(maxsize=256)
-def _week_calendar(first_day: int, n_days: int) -> dict[str, Float32Array]:
-    """The calendar of the week starting on each of `n_days` days from `first_day`.
+def _week_calendar_matrix(first_day: int, n_days: int, names: tuple[str, ...]) -> Float32Array:
+    """The calendar (`names`, side by side) of the week starting on each of `n_days` days from
+    `first_day`, one row per day.
 
     Deal-weeks start on few distinct days (a batch of a million leads spans a few years of
     days), so the calendar is computed once per day and gathered; leads created the same day
     share it across requests. Read-only: it is shared.
     """
     calendar = span_calendar(np.arange(first_day, first_day + n_days, dtype=np.int64), WEEK)
-    for values in calendar.values():
-        values.setflags(write=False)
-    return calendar
-
-
-@functools.lru_cache(maxsize=256)
-def _week_calendar_matrix(first_day: int, n_days: int, names: tuple[str, ...]) -> Float32Array:
-    """`_week_calendar`'s columns `names` side by side, one row per day (read-only)."""
-    calendar = _week_calendar(first_day, n_days)
     matrix = np.empty((n_days, len(names)), dtype=np.float32)
     for column, name in enumerate(names):
         matrix[:, column] = calendar[name]
