@@ -30,6 +30,7 @@ from scoring.store import FunnelStore
 from serve.dashboard import router as dashboard_router
 from serve.deps import known_query_parameters
 from serve.errors import ApiError, ErrorDetail
+from serve.fast_path import ScoreFastPath
 from serve.metrics import MetricsMiddleware
 from serve.routes import (
     attainment,
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ScoreFastPath, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)
     _install_error_handlers(app)
     app.include_router(health.router)

@@ -40,25 +40,37 @@ class RoleKey(SecurityBase):
         self.scheme_name = "ApiKey"
 
     async def __call__(self, request: Request) -> Caller:
-        scheme, _, key = request.headers.get("authorization", "").partition(" ")
-        key = key.strip()
-        if scheme.lower() != "bearer" or not key:
-            raise _unauthorized("send an API key as `Authorization: Bearer <key>`")
         keyring: KeyRing = request.app.state.keyring
         if keyring.refresh_due():
             # Reading the store blocks; keep it off the event loop (at most once an interval).
             await run_in_threadpool(keyring.refresh)
-        caller = keyring.match(key)
-        if caller is None:
-            raise _unauthorized("the API key is unknown or revoked")
-        if not role_allows(caller.role, self.role):
-            raise ApiError(
-                403,
-                "forbidden",
-                f"this endpoint needs role {self.role}; key {caller.name!r} has role {caller.role}",
-            )
+        caller = authorize(keyring, request.headers.get("authorization", ""), self.role)
         request.state.caller = caller
         return caller
+
+
+def authorize(keyring: KeyRing, authorization: str, role: str) -> Caller:
+    """The caller an `Authorization` header value names, if its role allows `role`, checked
+    against the key ring's in-memory copy (refresh it first when `refresh_due()`).
+
+    Raises:
+        ApiError: 401 without a bearer key or with an unknown or revoked one, 403 for a key
+            whose role does not allow `role`.
+    """
+    scheme, _, key = authorization.partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        raise _unauthorized("send an API key as `Authorization: Bearer <key>`")
+    caller = keyring.match(key)
+    if caller is None:
+        raise _unauthorized("the API key is unknown or revoked")
+    if not role_allows(caller.role, role):
+        raise ApiError(
+            403,
+            "forbidden",
+            f"this endpoint needs role {role}; key {caller.name!r} has role {caller.role}",
+        )
+    return caller
 
 
 def require_role(role: str) -> RoleKey:

@@ -20,11 +20,12 @@ from scoring import store_schema as schema
 from scoring.errors import FunnelcastInputError
 from scoring.forecast import ForecastModels, forecast_models
 from scoring.funnel import Funnel
+from scoring.lead_scores import LeadScorer
 from scoring.score_history import ScoreRecorder
 from scoring.settings import Settings
 from scoring.store import FunnelStore
 from serve.errors import ApiError, ErrorDetail
-from serve.service import NO_MODEL, Loaded, ScoringService
+from serve.service import NO_MODEL, ScoringService
 
 
 async def _service(request: Request) -> ScoringService:
@@ -32,28 +33,23 @@ async def _service(request: Request) -> ScoringService:
     return service
 
 
-async def _loaded_with_scorer(request: Request) -> Loaded:
-    """The worker's current model set, taken once per request (a reload never changes it
-    under a running request); 503 when there is no lead-conversion model."""
-    service: ScoringService = request.app.state.service
-    loaded = service.loaded
-    if loaded.scorer is None:
-        raise ApiError(503, "no_model", NO_MODEL)
-    return loaded
-
-
 @dataclass(frozen=True)
 class ScoringContext:
-    """What the score and rank routes need: the worker's current models and its recorder."""
+    """What the score and rank routes need: the worker's current lead scorer (taken once per
+    request: a reload never changes it under a running request) and its recorder."""
 
-    loaded: Loaded
+    scorer: LeadScorer
     recorder: ScoreRecorder
 
 
 async def _scoring_context(request: Request) -> ScoringContext:
-    """`_loaded_with_scorer` and the recorder in one dependency (each one FastAPI resolves
-    costs tens of microseconds on a one-lead request)."""
-    return ScoringContext(await _loaded_with_scorer(request), request.app.state.recorder)
+    """The scoring context in one dependency (each one FastAPI resolves costs tens of
+    microseconds on a one-lead request); 503 when there is no lead-conversion model."""
+    service: ScoringService = request.app.state.service
+    scorer = service.loaded.scorer
+    if scorer is None:
+        raise ApiError(503, "no_model", NO_MODEL)
+    return ScoringContext(scorer, request.app.state.recorder)
 
 
 async def _store(request: Request) -> FunnelStore:

@@ -13,14 +13,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import orjson
+from starlette.concurrency import run_in_threadpool
 
 from scoring.lead_scores import LeadScorer, LeadScores
 from scoring.reasons import Reason
-from scoring.score_history import ScoreRow
+from scoring.score_history import ScoreRecorder, ScoreRow
 from serve.errors import ApiError, ErrorDetail
-from serve.schemas import LeadIn
+from serve.metrics import metrics
+from serve.schemas import LeadIn, RankRequest, ScoreRequest
 
 _NS = 10**9
+
+# Requests with more leads than this are scored on a worker thread, so a 10,000-lead batch
+# does not hold up the one-lead requests queued behind it on the event loop. Up to here
+# (about 10 ms of scoring) the hop to a thread and back costs more than it saves.
+INLINE_LEADS = 200
 
 
 def _kind_error(kind: str, value: object) -> str | None:
@@ -134,3 +142,35 @@ def history_rows(leads: Sequence[LeadIn], scores: LeadScores, version: str) -> l
             leads, scores.probability.tolist(), scores.score.tolist(), scores.grade, strict=True
         )
     ]
+
+
+async def scored(
+    scorer: LeadScorer,
+    recorder: ScoreRecorder,
+    request: ScoreRequest,
+    ignored: list[str],
+    endpoint: str,
+) -> bytes:
+    """The JSON body answering a score request (`endpoint` "score") or a rank request ("rank":
+    best first by probability, ties in request order, cut at `top_k`), with the scores
+    recorded. `ignored`: what `check_attributes` returned for the request's leads."""
+    leads = request.leads
+    if len(leads) > INLINE_LEADS:
+        scores = await run_in_threadpool(score_leads, scorer, leads, request.explain)
+    else:
+        scores = score_leads(scorer, leads, request.explain)
+    records = result_records(leads, scores)
+    recorder.record(history_rows(leads, scores, scorer.versions.get("lead-conversion", "")))
+    metrics().leads_scored.labels(endpoint).inc(len(leads))
+    if isinstance(request, RankRequest):
+        order = sorted(range(len(records)), key=lambda i: (-scores.probability[i], i))
+        if request.top_k is not None:
+            order = order[: request.top_k]
+        records = [{**records[i], "rank": position} for position, i in enumerate(order, start=1)]
+    body = {
+        "results": records,
+        "models": scorer.versions,
+        "horizon_days": scorer.horizon_days,
+        "ignored_attributes": ignored,
+    }
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
