@@ -1,7 +1,7 @@
 """The score history: every score the API hands out, kept per lead, and the lead's trend.
 
 Scoring must not wait for the database, so `ScoreRecorder.record` only queues the rows; a
-background thread writes them in batches (one multi-row insert each). Several API processes can
+background thread writes them in batches (one insert statement each). Several API processes can
 record into one SQLite file (WAL mode and the store's busy timeout make writers queue up).
 """
 
@@ -14,10 +14,12 @@ import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from statistics import fmean
 from types import TracebackType
 from typing import Any, Literal
 
+import orjson
 import sqlalchemy as sa
 
 from scoring import store_schema as schema
@@ -53,20 +55,30 @@ def _storable_id(lead_id: str) -> bool:
     return "\x00" not in lead_id
 
 
-def _as_values(row: ScoreRow) -> dict[str, Any]:
+# A row as queued: lead_id, scored_at (UTC), scored_at as SQLite text (`_sqlite_stamp`),
+# probability, score, grade, model_version. Plain tuples: a request's rows are made with one
+# zip, and the SQLite writer hands a batch to the database as one JSON text.
+Queued = tuple[str, dt.datetime, str, float, int, str, str]
+
+
+def _as_values(row: Queued) -> dict[str, Any]:
     return {
-        "lead_id": row.lead_id,
-        "scored_at": _naive_utc(row.scored_at),
-        "probability": float(row.probability),
-        "score": int(row.score),
-        "grade": row.grade,
-        "model_version": row.model_version,
+        "lead_id": row[0],
+        "scored_at": _naive_utc(row[1]),
+        "probability": row[3],
+        "score": row[4],
+        "grade": row[5],
+        "model_version": row[6],
     }
 
 
+# One statement for a whole batch: the rows arrive as one JSON array of `Queued` arrays. The
+# driver's executemany binds each row in Python, taking the interpreter lock back from the
+# request thread once a row; this statement runs in SQLite with the lock released throughout.
+# SQLite reads JSON numbers back to the same doubles (tests/code/test_score_history.py).
 _SQLITE_INSERT = (
     "INSERT INTO lead_scores (lead_id, scored_at, probability, score, grade, model_version) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
+    "SELECT value->>0, value->>2, value->>3, value->>4, value->>5, value->>6 FROM json_each(?)"
 )
 
 
@@ -77,22 +89,6 @@ def _sqlite_stamp(moment: dt.datetime) -> str:
         f"{m.year:04d}-{m.month:02d}-{m.day:02d} "
         f"{m.hour:02d}:{m.minute:02d}:{m.second:02d}.{m.microsecond:06d}"
     )
-
-
-def _sqlite_values(batch: Sequence[ScoreRow]) -> list[tuple[Any, ...]]:
-    """The batch as plain SQLite parameters. SQLAlchemy's insert converts each row's values in
-    Python (about 15 µs a row, the writer's whole cost); a request's rows share their time."""
-    stamps: dict[dt.datetime, str] = {}
-    values = []
-    for row in batch:
-        stamp = stamps.get(row.scored_at)
-        if stamp is None:
-            stamp = stamps[row.scored_at] = _sqlite_stamp(row.scored_at)
-        values.append(
-            (row.lead_id, stamp, float(row.probability), int(row.score), row.grade,
-             row.model_version)
-        )  # fmt: skip
-    return values
 
 
 class ScoreRecorder:
@@ -124,7 +120,7 @@ class ScoreRecorder:
         self._max_pending = max_pending
         self._retries = retries
         self._backoff_seconds = backoff_seconds
-        self._pending: deque[ScoreRow] = deque()
+        self._pending: deque[Queued] = deque()
         self._dropped = 0
         self._dropped_lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -136,7 +132,37 @@ class ScoreRecorder:
 
     def record(self, rows: Iterable[ScoreRow]) -> None:
         """Queue rows for writing; returns at once."""
-        rows = list(rows)
+        self._queue(
+            [
+                (r.lead_id, r.scored_at, _sqlite_stamp(r.scored_at), float(r.probability),
+                 int(r.score), r.grade, r.model_version)
+                for r in rows
+            ]
+        )  # fmt: skip
+
+    def record_scores(
+        self,
+        lead_ids: Sequence[str],
+        scored_at: dt.datetime,
+        probabilities: Sequence[float],
+        scores: Sequence[int],
+        grades: Sequence[str],
+        model_version: str,
+    ) -> None:
+        """Queue the scores of one request, all given at `scored_at`: `record` without a
+        `ScoreRow` per lead (plain floats and ints, as `ndarray.tolist()` gives)."""
+        n = len(lead_ids)
+        if not len(probabilities) == len(scores) == len(grades) == n:
+            raise ValueError("lead_ids, probabilities, scores and grades differ in length")
+        stamp = _sqlite_stamp(scored_at)
+        self._queue(
+            list(
+                zip(lead_ids, repeat(scored_at, n), repeat(stamp, n), probabilities, scores,
+                    grades, repeat(model_version, n), strict=True)
+            )
+        )  # fmt: skip
+
+    def _queue(self, rows: list[Queued]) -> None:
         if self._closed:  # a late request during shutdown: write it now rather than lose it
             self._write(rows)
             return
@@ -186,7 +212,7 @@ class ScoreRecorder:
         written = 0
         with self._write_lock:
             while self._pending:
-                batch: list[ScoreRow] = []
+                batch: list[Queued] = []
                 while self._pending and len(batch) < self._flush_rows:
                     batch.append(self._pending.popleft())
                 written += self._write(batch)
@@ -203,9 +229,9 @@ class ScoreRecorder:
                 self._max_pending,
             )
 
-    def _write(self, batch: list[ScoreRow]) -> int:
+    def _write(self, batch: list[Queued]) -> int:
         """Insert one batch, retrying with backoff while the store is locked or unreachable."""
-        storable = [row for row in batch if _storable_id(row.lead_id)]
+        storable = [row for row in batch if _storable_id(row[0])]
         if len(storable) < len(batch):  # one such row would fail the whole batch on PostgreSQL
             logger.warning(
                 "score history: skipped %d rows whose lead id holds a NUL character",
@@ -215,9 +241,13 @@ class ScoreRecorder:
         if not batch:
             return 0
         sqlite = self._engine.dialect.name == "sqlite"
-        values: Sequence[Any] = (
-            _sqlite_values(batch) if sqlite else [_as_values(row) for row in batch]
-        )
+        try:
+            values: Any = (
+                (orjson.dumps(batch).decode(),) if sqlite else [_as_values(row) for row in batch]
+            )
+        except orjson.JSONEncodeError as error:  # text no database could store either
+            logger.warning("score history: lost %d rows: %s", len(batch), error)
+            return 0
         delay = self._backoff_seconds
         for attempt in range(self._retries + 1):
             try:

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from scoring.lead_scores import LeadScorer, LeadScores
 from scoring.reasons import Reason
-from scoring.score_history import ScoreRecorder, ScoreRow
+from scoring.score_history import ScoreRecorder
 from serve.errors import ApiError, ErrorDetail
 from serve.metrics import metrics
 from serve.schemas import LeadIn, RankRequest, ScoreRequest
@@ -134,16 +134,6 @@ def result_records(leads: Sequence[LeadIn], scores: LeadScores) -> list[dict[str
     return records
 
 
-def history_rows(leads: Sequence[LeadIn], scores: LeadScores, version: str) -> list[ScoreRow]:
-    now = datetime.now(UTC)
-    return [
-        ScoreRow(lead.lead_id, now, probability, score, grade, version)
-        for lead, probability, score, grade in zip(
-            leads, scores.probability.tolist(), scores.score.tolist(), scores.grade, strict=True
-        )
-    ]
-
-
 async def scored(
     scorer: LeadScorer,
     recorder: ScoreRecorder,
@@ -160,10 +150,18 @@ async def scored(
     else:
         scores = score_leads(scorer, leads, request.explain)
     records = result_records(leads, scores)
-    recorder.record(history_rows(leads, scores, scorer.versions.get("lead-conversion", "")))
+    probabilities = scores.probability.tolist()
+    recorder.record_scores(
+        [lead.lead_id for lead in leads],
+        datetime.now(UTC),
+        probabilities,
+        scores.score.tolist(),
+        scores.grade,
+        scorer.versions.get("lead-conversion", ""),
+    )
     metrics().leads_scored.labels(endpoint).inc(len(leads))
     if isinstance(request, RankRequest):
-        order = sorted(range(len(records)), key=lambda i: (-scores.probability[i], i))
+        order = sorted(range(len(records)), key=lambda i: (-probabilities[i], i))
         if request.top_k is not None:
             order = order[: request.top_k]
         records = [{**records[i], "rank": position} for position, i in enumerate(order, start=1)]

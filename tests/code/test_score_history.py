@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 
@@ -184,6 +185,31 @@ def test_the_recorder_stores_times_as_sqlalchemy_does(store: FunnelStore) -> Non
     fast = [text for lead, text in stored if lead == "fast"]
     assert fast == [text for lead, text in stored if lead == "reference"]
     assert [r.scored_at for r in score_history(store.engine, "fast")] == moments
+
+
+def test_a_requests_scores_are_stored_exactly(store: FunnelStore) -> None:
+    """`record_scores` hands SQLite a batch as JSON text: every probability must come back as
+    the same double (tiny, huge-mantissa and round ones), with its lead, score, grade, version
+    and time."""
+    rng = np.random.default_rng(7)
+    probabilities = [*rng.random(1_500).tolist(), *(rng.random(300) * 1e-12).tolist(),
+                     0.0, 1.0, 0.1, 1 / 3, 5e-324, 0.30000000000000004]  # fmt: skip
+    lead_ids = [f'L-{i}-\u00e9"quoted"' for i in range(len(probabilities))]
+    scores = [round(100 * p) for p in probabilities]
+    grades = ["ABCD"[i % 4] for i in range(len(probabilities))]
+    at = T0 + dt.timedelta(microseconds=7)
+    with ScoreRecorder(store.engine, flush_rows=700) as recorder:
+        recorder.record_scores(lead_ids, at, probabilities, scores, grades, "12")
+        with pytest.raises(ValueError, match="differ in length"):
+            recorder.record_scores(lead_ids, at, probabilities[:-1], scores, grades, "12")
+    with store.engine.connect() as connection:
+        stored = connection.exec_driver_sql(
+            "SELECT lead_id, probability, score, grade, model_version FROM lead_scores ORDER BY id"
+        ).all()
+    assert [tuple(r) for r in stored] == list(
+        zip(lead_ids, probabilities, scores, grades, ["12"] * len(lead_ids), strict=True)
+    )
+    assert [r.scored_at for r in score_history(store.engine, lead_ids[-1])] == [at]
 
 
 # -- trend --------------------------------------------------------------------------------------
