@@ -564,6 +564,11 @@ def _general_cells(
     return won_at, lost_at
 
 
+# Deals created on at most this many days take their week shares from `_day_shares`' cache
+# (of 64 entries: two profiles per day); more days go the vectorised way.
+_CACHED_DAYS = 16
+
+
 @functools.lru_cache(maxsize=64)
 def _day_shares(
     profile: WeekProfile, created_day: int, week_days: int
@@ -601,6 +606,15 @@ def _creation_shares(
             parts[0][grid][None, :] + start[:, None] * parts[1][grid][None, :]
             for parts in (_day_shares(profile, low, week_days) for profile in profiles)
         ]
+    days, deal_day = np.unique(created_day, return_inverse=True)
+    if len(days) <= _CACHED_DAYS:  # a few creation days (a CRM's request): from the cache too
+        cached: list[FloatArray] = []
+        for profile in profiles:
+            parts = [_day_shares(profile, int(day), week_days) for day in days]
+            base = np.stack([part[0][grid] for part in parts])[deal_day]
+            slope = np.stack([part[1][grid] for part in parts])[deal_day]
+            cached.append(base + start[:, None] * slope)
+        return cached
     offsets = (created_day - low)[:, None] + np.arange(week_days)
     shares: list[FloatArray] = []
     for profile in profiles:

@@ -284,6 +284,10 @@ def test_incidence_from_creation_equals_the_general_calendar_arithmetic(
     hour = 3_600_000_000_000
     one_day = created[0] // (24 * hour) * (24 * hour) + np.array([0, 1, 5, 23]) * hour
     same_day = model.incidence_from_creation(deals.head(4), one_day, grid)
+    # So do deals created on a few days (a CRM's batch of recent leads).
+    few_days = one_day[0] + np.arange(40) % 5 * (24 * hour) + np.arange(40) * 997_000_000_001
+    assert len(np.unique(few_days // (24 * hour))) == 5
+    few_days_short = model.incidence_from_creation(deals.head(40), few_days, grid)
     general = DealCycleModel._incidence_chunk
 
     def general_only(self: DealCycleModel, *args: object) -> object:
@@ -295,6 +299,9 @@ def test_incidence_from_creation_equals_the_general_calendar_arithmetic(
     np.testing.assert_allclose(short[1], reference[1], rtol=0, atol=1e-12)
     same_day_reference = model.incidence_from_creation(deals.head(4), one_day, grid)
     for got, expected in zip(same_day, same_day_reference, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    few_days_reference = model.incidence_from_creation(deals.head(40), few_days, grid)
+    for got, expected in zip(few_days_short, few_days_reference, strict=True):
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
     assert short[0][:, -1].max() > 0.05  # the curves hold something to compare
 
