@@ -9,7 +9,10 @@ column order and the category levels live in exactly one place (STYLE practice 3
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import threading
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import numpy.typing as npt
@@ -65,6 +68,30 @@ def _level_codes(values: list[object], lookup: dict[str, float]) -> FloatArray:
         ],
         dtype=np.float64,
     )
+
+
+# `shared_codes`: per thread, the records encoded inside the block, by encoding.
+_SHARED = threading.local()
+# Each fitted spec's encoding (features, and levels of the categorical ones) as a small number:
+# specs that encode alike have the same one. Held weakly: the number lives with the spec.
+_ENCODING_OF: weakref.WeakKeyDictionary[FeatureSpec, int] = weakref.WeakKeyDictionary()
+_ENCODINGS: dict[tuple[object, ...], int] = {}
+_ENCODINGS_LOCK = threading.Lock()
+
+
+@contextmanager
+def shared_codes() -> Iterator[None]:
+    """Inside the block, `FeatureSpec.codes` encodes a list of records once for every spec that
+    encodes alike (the same features, kinds and levels: a scorer's models, fitted on one data
+    set, usually do), and hands each caller its own copy. The records must not change inside
+    the block. Blocks nest; the outermost one's encodings are kept until it ends."""
+    previous = getattr(_SHARED, "codes", None)
+    if previous is None:
+        _SHARED.codes = {}
+    try:
+        yield
+    finally:
+        _SHARED.codes = previous
 
 
 def _is_numeric(values: pd.Series) -> bool:
@@ -179,6 +206,33 @@ class FeatureSpec(TransformerMixin, BaseEstimator):  # type: ignore[misc]
             check_is_fitted(self, "feature_names_")
         if isinstance(leads, pd.DataFrame):
             return self._codes_of_frame(leads)
+        memo: dict[int, tuple[object, FloatArray]] | None = getattr(_SHARED, "codes", None)
+        if memo is None:
+            return self._codes_of_records(leads)
+        key = self._encoding()
+        found = memo.get(key)
+        # The memo holds the records it encoded, so no other list can take their id meanwhile.
+        if found is not None and found[0] is leads:
+            return found[1].copy()
+        matrix = self._codes_of_records(leads)
+        memo[key] = (leads, matrix)
+        return matrix.copy()
+
+    def _encoding(self) -> int:
+        """This spec's encoding number (see `_ENCODING_OF`)."""
+        number = _ENCODING_OF.get(self)
+        if number is None:
+            lookups = self._lookups()
+            signature = (
+                tuple(self.feature_names_),
+                tuple(sorted((f, tuple(sorted(levels.items()))) for f, levels in lookups.items())),
+            )
+            with _ENCODINGS_LOCK:
+                number = _ENCODINGS.setdefault(signature, len(_ENCODINGS))
+                _ENCODING_OF[self] = number
+        return number
+
+    def _codes_of_records(self, leads: Sequence[Mapping[str, object]]) -> FloatArray:
         lookups = self._lookups()
         if len(leads) < _COLUMNWISE_FROM:
             return self._codes_cell_by_cell(leads, lookups)

@@ -40,6 +40,7 @@ import pandas as pd
 from scoring.conversion import LeadConversionModel
 from scoring.cycle import CycleModel, created_ns, mean_close_day
 from scoring.deal_value import ValueModel
+from scoring.features import shared_codes
 from scoring.reasons import Reason, top_reasons
 
 FloatArray = npt.NDArray[np.float64]
@@ -164,6 +165,10 @@ class LeadScorer:
             return _concat(parts)
         if created is None and self.cycle is not None:
             created = created_ns(leads) if isinstance(leads, pd.DataFrame) else None
+        with shared_codes():  # the models usually encode the leads alike: once for all
+            return self._score(leads, created, explain)
+
+    def _score(self, leads: Leads, created: IntArray | None, explain: bool) -> LeadScores:
         raw = self.conversion.log_odds(leads)
         probability = self.conversion.probability_of(raw)
         n = len(probability)

@@ -13,7 +13,7 @@ import pytest
 
 from scoring.conversion import BASE_VALUE, LeadConversionModel
 from scoring.errors import FunnelcastInputError
-from scoring.features import OTHER_LEVEL, FeatureSpec
+from scoring.features import OTHER_LEVEL, FeatureSpec, shared_codes
 from tests.model.conftest import SyntheticRun, synthetic_funnel
 from training.lead_conversion import choose_champion, train_lead_conversion
 from training.lead_conversion_candidates import (
@@ -183,6 +183,40 @@ def test_feature_spec_learns_kinds_levels_and_a_fixed_order() -> None:
     assert list(matrix["region"].cat.categories) == spec.categories_["region"]
     assert matrix["employees"].dtype == np.float64 and matrix["employees"].isna().all()
     assert matrix["demo_requested"].isna().all()
+
+
+def test_shared_codes_encode_records_once_per_encoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside `shared_codes`, specs that encode alike share one encoding of a records list;
+    a spec with other levels, other records, or a call outside the block get their own."""
+    leads = pd.DataFrame({"region": ["Nordics"] * 20 + ["APAC"] * 20, "employees": np.arange(40.0)})
+    one = FeatureSpec(["region", "employees"]).fit(leads)
+    alike = FeatureSpec(["region", "employees"]).fit(leads.iloc[::-1])  # the same levels
+    other = FeatureSpec(["region", "employees"]).fit(leads.replace("APAC", "EMEA"))
+    records: list[dict[str, object]] = [
+        {"region": "APAC", "employees": 3},
+        {"region": "EMEA", "employees": None},
+    ] * 5
+    expected = {id(spec): spec.codes(records) for spec in (one, alike, other)}
+    assert not np.array_equal(expected[id(one)], expected[id(other)], equal_nan=True)
+    encoded: list[int] = []
+    plain = FeatureSpec._codes_of_records
+
+    def counted(self: FeatureSpec, given: list[dict[str, object]]) -> object:
+        encoded.append(id(self))
+        return plain(self, given)
+
+    monkeypatch.setattr(FeatureSpec, "_codes_of_records", counted)
+    with shared_codes():
+        first = one.codes(records)
+        first[0, 0] = -1.0  # each caller's copy is its own
+        for spec in (one, alike, other):
+            np.testing.assert_array_equal(spec.codes(records), expected[id(spec)])
+        with shared_codes():  # nested: still the outer block's encodings
+            np.testing.assert_array_equal(alike.codes(records), expected[id(alike)])
+        np.testing.assert_array_equal(one.codes(list(records)), expected[id(one)])
+    assert encoded == [id(one), id(other), id(one)]
+    np.testing.assert_array_equal(alike.codes(records), expected[id(alike)])
+    assert encoded[-1] == id(alike)
 
 
 @pytest.mark.parametrize("copies", [1, 3])  # 4 and 12 records: cell by cell, then by column
