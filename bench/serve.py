@@ -110,8 +110,9 @@ def _wrk(url: str, body: str, headers: dict[str, str], seconds: int, leads: int)
     finally:
         Path(script.name).unlink()
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", report).group(1))  # type: ignore[union-attr]
-    p50 = _to_ms(re.search(r"50%\s+(\S+)", report).group(1))  # type: ignore[union-attr]
-    p99 = _to_ms(re.search(r"99%\s+(\S+)", report).group(1))  # type: ignore[union-attr]
+    # The distribution's own lines: "99%" also ends a "+/- Stdev" figure such as "99.99%".
+    p50 = _to_ms(re.search(r"^\s+50%\s+(\S+)", report, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _to_ms(re.search(r"^\s+99%\s+(\S+)", report, re.M).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", report)
     failed = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", report
