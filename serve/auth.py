@@ -40,27 +40,33 @@ class RoleKey(SecurityBase):
         self.scheme_name = "ApiKey"
 
     async def __call__(self, request: Request) -> Caller:
+        key = bearer_key(request.headers.get("authorization", ""))
         keyring: KeyRing = request.app.state.keyring
         if keyring.refresh_due():
             # Reading the store blocks; keep it off the event loop (at most once an interval).
             await run_in_threadpool(keyring.refresh)
-        caller = authorize(keyring, request.headers.get("authorization", ""), self.role)
+        caller = authorize(keyring, key, self.role)
         request.state.caller = caller
         return caller
 
 
-def authorize(keyring: KeyRing, authorization: str, role: str) -> Caller:
-    """The caller an `Authorization` header value names, if its role allows `role`, checked
-    against the key ring's in-memory copy (refresh it first when `refresh_due()`).
-
-    Raises:
-        ApiError: 401 without a bearer key or with an unknown or revoked one, 403 for a key
-            whose role does not allow `role`.
-    """
+def bearer_key(authorization: str) -> str:
+    """The key of an `Authorization: Bearer <key>` header value; 401 for anything else."""
     scheme, _, key = authorization.partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
         raise _unauthorized("send an API key as `Authorization: Bearer <key>`")
+    return key
+
+
+def authorize(keyring: KeyRing, key: str, role: str) -> Caller:
+    """The caller `key` belongs to, if its role allows `role`, from the key ring's in-memory
+    copy (refresh that first when `refresh_due()`).
+
+    Raises:
+        ApiError: 401 for an unknown or revoked key, 403 for a key whose role does not allow
+            `role`.
+    """
     caller = keyring.match(key)
     if caller is None:
         raise _unauthorized("the API key is unknown or revoked")

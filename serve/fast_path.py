@@ -4,8 +4,8 @@
 one-lead request FastAPI's own machinery (routing, dependency resolution, request objects,
 exception middleware) cost about as much as scoring the lead. This plain ASGI middleware
 answers a request itself when everything about it is plainly right, with the same pieces the
-routes use (`serve.auth.authorize`, the request schemas, `serve.lead_scoring.scored`), so the
-answer is byte for byte the route's:
+routes use (`serve.auth.bearer_key` and `authorize`, the request schemas,
+`serve.lead_scoring.scored`), so the answer is byte for byte the route's:
 
 - the method and path are exactly those of the two routes, with no query string;
 - the body is declared JSON (`Content-Type: application/json`) with a `Content-Length` within
@@ -28,7 +28,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scoring.api_keys import KeyRing
-from serve.auth import authorize
+from serve.auth import authorize, bearer_key
 from serve.errors import ApiError
 from serve.lead_scoring import check_attributes, scored
 from serve.schemas import RankRequest, ScoreRequest
@@ -72,7 +72,7 @@ class ScoreFastPath:
         ignored: list[str] = []
         if body is not None and len(body) == length and scorer is not None:
             try:
-                authorize(keyring, authorization, "integration")
+                authorize(keyring, bearer_key(authorization), "integration")
                 request = schema.model_validate(json.loads(body))
                 ignored = check_attributes(scorer, request.leads)
             except (ApiError, ValueError, RecursionError):  # ValueError: JSON and pydantic's
