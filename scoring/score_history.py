@@ -76,9 +76,12 @@ def _as_values(row: Queued) -> dict[str, Any]:
 # driver's executemany binds each row in Python, taking the interpreter lock back from the
 # request thread once a row; this statement runs in SQLite with the lock released throughout.
 # SQLite reads JSON numbers back to the same doubles (tests/code/test_score_history.py).
+# json_extract and json_each are in every SQLite since 3.9 (2015); `->>` would need 3.38.
 _SQLITE_INSERT = (
     "INSERT INTO lead_scores (lead_id, scored_at, probability, score, grade, model_version) "
-    "SELECT value->>0, value->>2, value->>3, value->>4, value->>5, value->>6 FROM json_each(?)"
+    "SELECT json_extract(value, '$[0]'), json_extract(value, '$[2]'), "
+    "json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'), "
+    "json_extract(value, '$[6]') FROM json_each(?)"
 )
 
 
@@ -150,7 +153,8 @@ class ScoreRecorder:
         model_version: str,
     ) -> None:
         """Queue the scores of one request, all given at `scored_at`: `record` without a
-        `ScoreRow` per lead (plain floats and ints, as `ndarray.tolist()` gives)."""
+        `ScoreRow` per lead. Give plain floats and ints (`ndarray.tolist()`): numpy scalars
+        are written to SQLite but not to PostgreSQL."""
         n = len(lead_ids)
         if not len(probabilities) == len(scores) == len(grades) == n:
             raise ValueError("lead_ids, probabilities, scores and grades differ in length")
@@ -243,7 +247,9 @@ class ScoreRecorder:
         sqlite = self._engine.dialect.name == "sqlite"
         try:
             values: Any = (
-                (orjson.dumps(batch).decode(),) if sqlite else [_as_values(row) for row in batch]
+                (orjson.dumps(batch, option=orjson.OPT_SERIALIZE_NUMPY).decode(),)
+                if sqlite
+                else [_as_values(row) for row in batch]
             )
         except orjson.JSONEncodeError as error:  # text no database could store either
             logger.warning("score history: lost %d rows: %s", len(batch), error)
