@@ -20,13 +20,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from scoring.api_keys import KeyRing
 from scoring.predict_threads import set_predict_threads
 from scoring.score_history import ScoreRecorder
 from scoring.settings import Settings
 from scoring.store import FunnelStore
+from serve.asgi import replay
 from serve.dashboard import router as dashboard_router
 from serve.deps import known_query_parameters
 from serve.errors import ApiError, ErrorDetail
@@ -230,19 +231,7 @@ class BodyLimitMiddleware:
                     return
                 if not message.get("more_body", False):
                     break
-            receive = _replay(bytes(body), receive)
+            receive = replay(
+                [{"type": "http.request", "body": bytes(body), "more_body": False}], receive
+            )
         await self.app(scope, receive, send)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A `receive` that gives `body` as one message, then whatever `receive` gives."""
-    sent = False
-
-    async def replayed() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed

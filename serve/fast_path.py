@@ -10,7 +10,8 @@ routes use (`serve.auth.bearer_key` and `authorize`, the request schemas,
 - the method and path are exactly those of the two routes, with no query string;
 - the body is declared JSON (`Content-Type: application/json`) with a `Content-Length` within
   the app's body limit;
-- the key ring needs no refresh, and the bearer key is known and allowed to score;
+- the key ring needs no refresh (judged once the body is in), and the bearer key is known and
+  allowed to score;
 - the body parses as JSON and validates against the route's schema, a lead-conversion model is
   loaded, and every attribute has a type its model takes.
 
@@ -28,15 +29,16 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scoring.api_keys import KeyRing
+from serve.asgi import replay
 from serve.auth import authorize, bearer_key
 from serve.errors import ApiError
 from serve.lead_scoring import check_attributes, scored
 from serve.schemas import RankRequest, ScoreRequest
 from serve.service import ScoringService
 
-_ROUTES: dict[str, tuple[type[ScoreRequest], str]] = {
-    "/v1/leads/score": (ScoreRequest, "score"),
-    "/v1/leads/rank": (RankRequest, "rank"),
+_ROUTES: dict[str, type[ScoreRequest]] = {
+    "/v1/leads/score": ScoreRequest,
+    "/v1/leads/rank": RankRequest,
 }
 
 
@@ -57,11 +59,11 @@ class ScoreFastPath:
         ):
             await self.app(scope, receive, send)
             return
-        schema, endpoint = _ROUTES[scope["path"]]
+        schema = _ROUTES[scope["path"]]
         length, authorization = self._plain_headers(scope)
         api = scope["app"]
         keyring: KeyRing = api.state.keyring
-        if length is None or authorization is None or keyring.refresh_due():
+        if length is None or authorization is None:
             await self.app(scope, receive, send)
             return
         messages: list[Message] = []
@@ -70,7 +72,10 @@ class ScoreFastPath:
         scorer = service.loaded.scorer
         request: ScoreRequest | None = None
         ignored: list[str] = []
-        if body is not None and len(body) == length and scorer is not None:
+        # The key ring's freshness is judged once the body is in, as the route does: a slow
+        # upload must not outlive a revocation.
+        fresh = not keyring.refresh_due()
+        if body is not None and len(body) == length and fresh and scorer is not None:
             try:
                 authorize(keyring, bearer_key(authorization), "integration")
                 request = schema.model_validate(json.loads(body))
@@ -78,10 +83,10 @@ class ScoreFastPath:
             except (ApiError, ValueError, RecursionError):  # ValueError: JSON and pydantic's
                 request = None
         if request is None or scorer is None:
-            await self.app(scope, _replay(messages, receive), send)
+            await self.app(scope, replay(messages, receive), send)
             return
         scope["route"] = _Answered(scope["path"])
-        content = await scored(scorer, api.state.recorder, request, ignored, endpoint)
+        content = await scored(scorer, api.state.recorder, request, ignored)
         await Response(content, media_type="application/json")(scope, receive, send)
 
     def _plain_headers(self, scope: Scope) -> tuple[int | None, str | None]:
@@ -129,15 +134,3 @@ async def _read_body(receive: Receive, messages: list[Message]) -> bytes | None:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-def _replay(messages: list[Message], receive: Receive) -> Receive:
-    """A `receive` that gives `messages` again, in order, then whatever `receive` gives."""
-    pending = list(messages)
-
-    async def replayed() -> Message:
-        if pending:
-            return pending.pop(0)
-        return await receive()
-
-    return replayed

@@ -1,7 +1,8 @@
-"""From a score request to response records: attribute checks, scoring, reasons, history rows.
+"""From a score request to its response body: attribute checks, scoring, reasons, records.
 
-Kept apart from the routes so that score and rank share it, and so that it stays plain Python
-the benchmarks can time. Results are built as plain dicts and serialised once with orjson:
+Kept apart from the routes so that score, rank and the fast path (serve/fast_path.py) share it
+(`scored` also records the scores in the history and counts them), and so that the benchmarks
+can time its parts. Results are built as plain dicts and serialised once with orjson:
 re-validating thousands of our own floats through pydantic would cost more than scoring them.
 """
 
@@ -135,15 +136,11 @@ def result_records(leads: Sequence[LeadIn], scores: LeadScores) -> list[dict[str
 
 
 async def scored(
-    scorer: LeadScorer,
-    recorder: ScoreRecorder,
-    request: ScoreRequest,
-    ignored: list[str],
-    endpoint: str,
+    scorer: LeadScorer, recorder: ScoreRecorder, request: ScoreRequest, ignored: list[str]
 ) -> bytes:
-    """The JSON body answering a score request (`endpoint` "score") or a rank request ("rank":
-    best first by probability, ties in request order, cut at `top_k`), with the scores
-    recorded. `ignored`: what `check_attributes` returned for the request's leads."""
+    """The JSON body answering a score request, or a rank request (`RankRequest`: best first
+    by probability, ties in request order, cut at `top_k`), with the scores recorded and
+    counted. `ignored`: what `check_attributes` returned for the request's leads."""
     leads = request.leads
     if len(leads) > INLINE_LEADS:
         scores = await run_in_threadpool(score_leads, scorer, leads, request.explain)
@@ -159,6 +156,7 @@ async def scored(
         scores.grade,
         scorer.versions.get("lead-conversion", ""),
     )
+    endpoint = "rank" if isinstance(request, RankRequest) else "score"
     metrics().leads_scored.labels(endpoint).inc(len(leads))
     if isinstance(request, RankRequest):
         order = sorted(range(len(records)), key=lambda i: (-probabilities[i], i))

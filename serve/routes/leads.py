@@ -38,7 +38,7 @@ async def score(request: ScoreRequest, caller: Integration, scoring: Scoring) ->
     # serve/fast_path.py answers well-formed requests before they get here, with the same
     # function; this route is the contract (OpenAPI, errors) and answers everything else.
     ignored = check_attributes(scoring.scorer, request.leads)
-    return _json(await scored(scoring.scorer, scoring.recorder, request, ignored, "score"))
+    return _json(await scored(scoring.scorer, scoring.recorder, request, ignored))
 
 
 @router.post(
@@ -48,7 +48,7 @@ async def score(request: ScoreRequest, caller: Integration, scoring: Scoring) ->
 )
 async def rank(request: RankRequest, caller: Integration, scoring: Scoring) -> Response:
     ignored = check_attributes(scoring.scorer, request.leads)
-    return _json(await scored(scoring.scorer, scoring.recorder, request, ignored, "rank"))
+    return _json(await scored(scoring.scorer, scoring.recorder, request, ignored))
 
 
 @router.get(

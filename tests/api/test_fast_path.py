@@ -18,6 +18,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+import serve.fast_path
+import serve.lead_scoring
 import serve.routes.leads
 from serve.app import create_app
 from serve.fast_path import ScoreFastPath
@@ -47,6 +49,8 @@ def _app_pair(home: Path) -> Iterator[tuple[Api, Api]]:
         TestClient(routed, raise_server_exceptions=False) as routed_client,
     ):
         keys = add_keys(fast)  # one store: both apps know these keys
+        for app in (fast, routed):  # load them now: the first request must not wait for it
+            app.state.keyring.refresh(force=True)
         yield Api(fast, fast_client, settings, keys), Api(routed, routed_client, settings, keys)
 
 
@@ -59,6 +63,20 @@ def apps(
         patch.chdir(tmp_path_factory.mktemp("cwd"))
         home = copy_home(trained_home.home, tmp_path_factory.mktemp("fast"))
         yield from _app_pair(home)
+
+
+@pytest.fixture
+def answered_fast(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of leads in each request the fast path answered (none reach the routes)."""
+    answered: list[int] = []
+    answer = serve.lead_scoring.scored
+
+    async def counted(scorer: Any, recorder: Any, request: Any, ignored: list[str]) -> bytes:
+        answered.append(len(request.leads))
+        return await answer(scorer, recorder, request, ignored)
+
+    monkeypatch.setattr(serve.fast_path, "scored", counted)
+    return answered
 
 
 def _same_answer(apps: tuple[Api, Api], path: str, **request: Any) -> httpx.Response:
@@ -94,21 +112,28 @@ def _odd(leads: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ],
 )
 def test_well_formed_requests_get_the_routes_answer(
-    apps: tuple[Api, Api], leads: list[dict[str, Any]], path: str, extra: dict[str, Any]
+    apps: tuple[Api, Api],
+    leads: list[dict[str, Any]],
+    path: str,
+    extra: dict[str, Any],
+    answered_fast: list[int],
 ) -> None:
-    for batch in ([leads[0]], [*leads[:7], *_odd(leads)]):
+    batches = ([leads[0]], [*leads[:7], *_odd(leads)])
+    for batch in batches:
         answer = _same_answer(apps, path, headers=_auth(apps), json={"leads": batch, **extra})
         assert answer.status_code == 200
         assert len(answer.json()["results"]) == min(len(batch), extra.get("top_k", len(batch)))
+    assert answered_fast == [len(batch) for batch in batches]
 
 
 def test_a_batch_scored_on_a_worker_thread_gets_the_routes_answer(
-    apps: tuple[Api, Api], leads: list[dict[str, Any]]
+    apps: tuple[Api, Api], leads: list[dict[str, Any]], answered_fast: list[int]
 ) -> None:
     batch = [{**lead, "lead_id": f"FP-BIG-{i}"} for i, lead in enumerate(leads + leads[:50])]
     assert len(batch) > serve.lead_scoring.INLINE_LEADS
     answer = _same_answer(apps, "/v1/leads/rank", headers=_auth(apps), json={"leads": batch})
     assert [r["rank"] for r in answer.json()["results"]] == list(range(1, len(batch) + 1))
+    assert answered_fast == [len(batch)]
 
 
 def test_well_formed_requests_do_not_reach_the_routes(
@@ -130,7 +155,7 @@ def _raw(body: str, headers: dict[str, str] | None = None, **more: str) -> dict[
 
 
 def test_requests_it_does_not_take_get_the_routes_answer(
-    apps: tuple[Api, Api], leads: list[dict[str, Any]]
+    apps: tuple[Api, Api], leads: list[dict[str, Any]], answered_fast: list[int]
 ) -> None:
     good = json.dumps({"leads": [leads[0]]})
     auth = _auth(apps)
@@ -160,12 +185,14 @@ def test_requests_it_does_not_take_get_the_routes_answer(
     for name, request, status in cases:
         answer = _same_answer(apps, "/v1/leads/score", **request)
         assert answer.status_code == status, (name, answer.text)
-    answer = _same_answer(apps, "/v1/leads/score?explain=true", headers=auth, json={"leads": []})
-    assert answer.status_code == 422
+    assert answered_fast == [1]  # the charset case only
+    query = _same_answer(apps, "/v1/leads/score?top=1", headers=auth, json={"leads": leads[:1]})
+    assert query.status_code == 422 and "top" in query.json()["error"]["message"]
+    assert answered_fast == [1]
 
 
 def test_a_chunked_upload_is_answered_by_the_route(
-    apps: tuple[Api, Api], leads: list[dict[str, Any]]
+    apps: tuple[Api, Api], leads: list[dict[str, Any]], answered_fast: list[int]
 ) -> None:
     body = json.dumps({"leads": leads[:2]}).encode()
     headers = {**_auth(apps), "Content-Type": "application/json"}
@@ -176,3 +203,4 @@ def test_a_chunked_upload_is_answered_by_the_route(
     assert "content-length" not in answers[0].request.headers
     assert answers[0].status_code == answers[1].status_code == 200
     assert answers[0].content == answers[1].content
+    assert answered_fast == []
