@@ -280,6 +280,9 @@ def _print_targets(results: Rounds) -> None:
             True,
         ),
     ]
+    if any(r.requests_per_s == 0 for r in theirs_one + theirs_hundred):
+        print("targets (1 worker): not judged, an MLflow run answered nothing")
+        return
     print("targets (1 worker):")
     for label, values, bar, at_least in checks:
         passed = sum((v >= bar) if at_least else (v <= bar) for v in values)

@@ -565,11 +565,11 @@ def _general_cells(
 
 
 # Deals created on at most this many days take their week shares from `_day_shares`' cache
-# (of 64 entries: two profiles per day); more days go the vectorised way.
+# (two entries per day, one per profile); more days go the vectorised way.
 _CACHED_DAYS = 16
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=128)
 def _day_shares(
     profile: WeekProfile, created_day: int, week_days: int
 ) -> tuple[FloatArray, FloatArray]:

@@ -73,7 +73,8 @@ def _level_codes(values: list[object], lookup: dict[str, float]) -> FloatArray:
 # `shared_codes`: per thread, the records encoded inside the block, by encoding.
 _SHARED = threading.local()
 # Each fitted spec's encoding (features, and levels of the categorical ones) as a small number:
-# specs that encode alike have the same one. Held weakly: the number lives with the spec.
+# specs that encode alike have the same one. The spec -> number map holds specs weakly; the
+# table of encodings keeps one entry per distinct encoding seen (one per trained model set).
 _ENCODING_OF: weakref.WeakKeyDictionary[FeatureSpec, int] = weakref.WeakKeyDictionary()
 _ENCODINGS: dict[tuple[object, ...], int] = {}
 _ENCODINGS_LOCK = threading.Lock()
